@@ -1,0 +1,6 @@
+"""pytest plugin registered through the ``pytest11`` entry point: fixtures for plugin authors.
+
+Fixtures are added by the modules that own them (netns pair, sidecar runner, ...); this module
+only imports them so that ``pip install netbind`` makes them available to any test suite.
+"""
+from __future__ import annotations
