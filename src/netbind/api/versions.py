@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .models import KubeVirtConfiguration
+from .models import KubeVirtConfiguration, VirtualMachineInstance
 
 
 class GateState(str, Enum):
@@ -24,6 +24,23 @@ class Profile:
     gates: dict[str, GateState]
     beta_on_by_default: bool
     has_disabled_feature_gates: bool
+    # API fields this version does not have: Go's decoder drops them (the webhook rejects them)
+    unknown_interface_fields: frozenset[str] = frozenset()
+    unknown_network_fields: frozenset[str] = frozenset()
+    unknown_spec_fields: frozenset[str] = frozenset()
+
+    def decoded(self, vmi: VirtualMachineInstance) -> VirtualMachineInstance:
+        """The VMI as this version's Go code sees it after json.Unmarshal (unknown fields gone)."""
+        if not (self.unknown_interface_fields or self.unknown_network_fields or self.unknown_spec_fields):
+            return vmi
+        vmi = vmi.model_copy(deep=True)
+        spec = vmi.spec
+        for iface in spec.domain.devices.interfaces or []:
+            _drop(iface, self.unknown_interface_fields)
+        for net in spec.networks or []:
+            _drop(net, self.unknown_network_fields)
+        _drop(spec, self.unknown_spec_fields)
+        return vmi
 
     def gate_enabled(self, config: KubeVirtConfiguration | None, gate: str) -> bool:
         """KubeVirt's IsEnabled: GA on; listed on; disabled-listed off; else Beta per profile."""
@@ -40,6 +57,12 @@ class Profile:
 
     def knows(self, gate: str) -> bool:
         return gate in self.gates
+
+
+def _drop(model, names: frozenset[str]) -> None:
+    for name in names:
+        setattr(model, name, None)
+        model.__pydantic_fields_set__.discard(name)
 
 
 LATEST = Profile(
@@ -72,6 +95,9 @@ V1_4 = Profile(
     },
     beta_on_by_default=False,
     has_disabled_feature_gates=False,
+    unknown_interface_fields=frozenset({"passt_binding", "port_ranges"}),
+    unknown_network_fields=frozenset({"resource_claim"}),
+    unknown_spec_fields=frozenset({"resource_claims"}),
 )
 
 PROFILES = {"latest": LATEST, "1.4": V1_4, "v1.4": V1_4, "1.4.1": V1_4}
