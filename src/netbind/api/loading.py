@@ -193,15 +193,15 @@ def model_from_document(doc: Document) -> BaseModel:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # pydantic adds a union member to the location (str|int): drop what is not in the input
-        while loc and tuple(loc) not in doc.lines and loc[:-1] in doc.lines and not isinstance(loc[-1], int):
-            if loc[:-1] == ():
-                break
-            loc = loc[:-1]
+        loc = list(first["loc"])
+        if first["type"] != "missing":
+            # a union (str | int) adds its member's name to the location: keep what the input has
+            while len(loc) > 1 and tuple(loc) not in doc.lines and not isinstance(loc[-1], int):
+                loc.pop()
+        line = doc.lines.get(tuple(loc), doc.lines.get(tuple(loc[:-1])))
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
         raise ManifestError(_explain(first) + more, file=doc.file, document=doc.index, kind=kind,
-                            field=_path_text(loc), line=doc.lines.get(loc)) from None
+                            field=_path_text(loc), line=line) from None
 
 
 def _documents_of(doc: Document) -> list[Document]:
