@@ -239,6 +239,7 @@ class Devices(KubeModel):
     disable_hotplug: bool | None = None
     inputs: list[dict[str, Any]] | None = None
     video: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
     tpm: dict[str, Any] | None = None
 
 

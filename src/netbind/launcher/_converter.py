@@ -2,7 +2,7 @@
 
 Covers what binding-plugin VMs use: memory, memory backing (hugepages, memfd/shared for passt),
 q35 OS with SMBIOS sysinfo, guest-agent channel, USB/SCSI/virtio-serial controllers, VGA video, VNC
-graphics, memballoon, serial console, KubeVirt metadata, hypervisor features (ACPI/APIC/SMM),
+graphics, memballoon, serial console, virtio RNG, KubeVirt metadata, hypervisor features (ACPI/APIC/SMM),
 CPU model/features/topology/synthetic NUMA, vCPUs and SEV launch security. Everything else the VMI
 asks for is reported in ``uncovered`` rather than silently dropped.
 """
@@ -23,7 +23,7 @@ _HOST_CPU_MODES = ("host-model", "host-passthrough")
 _MEMFD_ANNOTATION = "kubevirt.io/memfd"
 _DISABLE_PCI_HOLE64_ANNOTATION = "kubevirt.io/disablePCIHole64"
 # Parts of the VMI spec this converter does not translate (KubeVirt does).
-_UNCOVERED_DEVICES = ("disks", "filesystems", "gpus", "hostDevices", "watchdog", "rng", "sound", "tpm",
+_UNCOVERED_DEVICES = ("disks", "filesystems", "gpus", "hostDevices", "watchdog", "sound", "tpm",
                       "clientPassthrough", "autoattachVSOCK", "downwardMetrics", "panicDevices")
 
 
@@ -195,6 +195,9 @@ def _devices(vmi: VirtualMachineInstance, interfaces: list[etree._Element], ctx:
                                 element("source", [("mode", "bind"), ("path", socket)])))
         children.append(element("console", [("type", "pty")],
                                 element("target", [("type", "serial"), ("port", 0)])))
+    if devices.rng is not None:
+        children.append(element("rng", [("model", ctx.virtio_model)],
+                                element("backend", [("model", "random")], text="/dev/urandom"), _copy(iommu)))
     extra = devices.model_extra or {}
     for name in _UNCOVERED_DEVICES:
         value = getattr(devices, name, None) if name in type(devices).model_fields else extra.get(name)
