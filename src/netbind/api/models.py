@@ -234,6 +234,12 @@ class Devices(KubeModel):
     network_interface_multiqueue: bool | None = None
     autoattach_pod_interface: bool | None = None
     autoattach_graphics_device: bool | None = None
+    autoattach_serial_console: bool | None = None
+    autoattach_mem_balloon: bool | None = None
+    disable_hotplug: bool | None = None
+    inputs: list[dict[str, Any]] | None = None
+    video: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
     tpm: dict[str, Any] | None = None
 
 
@@ -243,6 +249,9 @@ class CPU(KubeModel):
     threads: int | None = None
     dedicated_cpu_placement: bool | None = None
     model: str | None = None
+    features: list[dict[str, Any]] | None = None
+    max_sockets: int | None = None
+    numa: dict[str, Any] | None = None
 
 
 class Hugepages(KubeModel):
@@ -251,6 +260,7 @@ class Hugepages(KubeModel):
 
 class Memory(KubeModel):
     guest: Quantity | None = None
+    max_guest: Quantity | None = None
     hugepages: Hugepages | None = None
 
 
@@ -268,6 +278,9 @@ class DomainSpec(KubeModel):
     machine: dict[str, Any] | None = None
     launch_security: dict[str, Any] | None = None
     firmware: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
+    chassis: dict[str, Any] | None = None
+    clock: dict[str, Any] | None = None
 
 
 class Volume(KubeModel):

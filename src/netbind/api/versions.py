@@ -5,7 +5,7 @@ user guide's version, ``../shared/oracle-v1.4``). Feature gates are the main dif
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from .models import KubeVirtConfiguration, VirtualMachineInstance
@@ -28,6 +28,8 @@ class Profile:
     unknown_interface_fields: frozenset[str] = frozenset()
     unknown_network_fields: frozenset[str] = frozenset()
     unknown_spec_fields: frozenset[str] = frozenset()
+    # KubeVirt v1.4.0's GenerateTapDeviceName: "tap" + podIface[3:] even for the primary network
+    tap_name_always_derived: bool = False
 
     def decoded(self, vmi: VirtualMachineInstance) -> VirtualMachineInstance:
         """The VMI as this version's Go code sees it after json.Unmarshal (unknown fields gone)."""
@@ -100,7 +102,11 @@ V1_4 = Profile(
     unknown_spec_fields=frozenset({"resource_claims"}),
 )
 
-PROFILES = {"latest": LATEST, "1.4": V1_4, "v1.4": V1_4, "1.4.1": V1_4}
+# v1.4.0 differs from v1.4.1 only in what ../shared/oracle-v1.4/v1.4.0-deltas.json lists; it keeps the
+# name "1.4" so everything keyed on the minor version treats it as v1.4.
+V1_4_0 = replace(V1_4, tap_name_always_derived=True)
+
+PROFILES = {"latest": LATEST, "1.4": V1_4, "v1.4": V1_4, "1.4.1": V1_4, "1.4.0": V1_4_0}
 
 
 def profile(name: str) -> Profile:

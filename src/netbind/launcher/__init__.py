@@ -1,0 +1,1 @@
+"""virt-launcher's part: domain building, pod network attachment, hook client."""
