@@ -6,6 +6,7 @@ and one VirtualMachine or VirtualMachineInstance, in any number of files and doc
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -81,8 +82,16 @@ class Manifests:
 
     @property
     def vmi(self) -> VirtualMachineInstance:
+        """The VMI as the API server stores it: namespace and uid filled in when absent."""
         workload = self.workload
-        return workload.to_vmi() if isinstance(workload, VirtualMachine) else workload
+        vmi = workload.to_vmi() if isinstance(workload, VirtualMachine) else workload.model_copy(deep=True)
+        if not vmi.metadata.namespace:
+            vmi.metadata.namespace = "default"
+        if not vmi.metadata.uid:
+            # the API server assigns a random uid; a stable one keeps renders reproducible
+            vmi.metadata.uid = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                              f"kubevirt.io/vmi/{vmi.metadata.namespace}/{vmi.metadata.name}"))
+        return vmi
 
     @property
     def field_prefix(self) -> str:
