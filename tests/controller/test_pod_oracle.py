@@ -178,3 +178,34 @@ def test_admission_netbinding_sidecars(directory, path):
 
 def test_admission_vectors_are_present():
     assert len(ADMISSION_VECTORS) >= 100
+
+
+def _v140_deltas():
+    deltas = json.loads((SHARED / "oracle-v1.4" / "v1.4.0-deltas.json").read_text())["pod"]
+    for path in sorted((SHARED / "oracle-v1.4" / "pod").glob("*.json")):
+        if path.stem in deltas:
+            yield pytest.param(path, deltas[path.stem], id=path.stem)
+
+
+@pytest.mark.parametrize("path,delta", list(_v140_deltas()))
+def test_v1_4_0_release(path, delta):
+    """v1.4.0 differs only in its virtqemud figure (35Mi) and the console log's socket timeout."""
+    case = json.loads(path.read_text())
+    vmi, config = case["vmi"], case["kubevirt_config"]
+    total = controller.memory_overhead(vmi, config, profile=V1_4, release="1.4.0")
+    without = controller.memory_overhead(vmi, config, profile=V1_4, release="1.4.0", include_network=False)
+    fields = {"functions.calculate_memory_overhead_total": str(total),
+              "functions.calculate_memory_overhead_total_bytes": total.value(),
+              "functions.calculate_memory_overhead_without_net": str(without)}
+    if "error" not in case["render"]:
+        pod = controller.render_launcher_pod(vmi, config, nads=case["nads"], profile=V1_4,
+                                             qemu_timeout=PLACEHOLDER, release="1.4.0")
+        fields["render.relevant.compute_resources"] = pod["spec"]["containers"][0]["resources"]
+        console = next(c for c in pod["spec"]["containers"] if c["name"] == "guest-console-log")
+        fields["render.relevant.containers[guest-console-log].args"] = console["args"]
+    checked = 0
+    for key, values in delta.items():
+        if key in fields:
+            assert fields[key] == values["v1.4.0"], key
+            checked += 1
+    assert checked >= 3
