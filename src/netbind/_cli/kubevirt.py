@@ -79,7 +79,8 @@ def render_pod(files: tuple[str, ...], version: str, output: str) -> None:
     except RenderError as exc:
         click.echo(f"virt-controller would fail (FailedCreate): {exc}", err=True)
         sys.exit(EXIT_DENIED)
-    dump(pod, output)
+    # KubeVirt's Go object carries no type meta; a manifest for people and kubectl does
+    dump({"apiVersion": "v1", "kind": "Pod", **pod}, output)
 
 
 def _read_pod_links(path: str) -> list[Any]:
