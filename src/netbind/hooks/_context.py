@@ -6,10 +6,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from netbind.hooks._vmi import GoObject, vmi_root
+from contextlib import contextmanager
+
+from netbind.hooks._vmi import GoObject, VMIDecodeError, vmi_root
 
 NETWORK_INFO_PATH = Path("/etc/podinfo/network-info")
 ISTIO_INJECT_ANNOTATION = "sidecar.istio.io/inject"
+
+
+@contextmanager
+def _as_hook_error():
+    """A VMI field of the wrong JSON type fails the call as KubeVirt's decoder would."""
+    from netbind.hooks._app import HookError
+
+    try:
+        yield
+    except VMIDecodeError as exc:
+        raise HookError(f"failed to unmarshal VMI: {exc}") from None
 
 
 class HookContext:
@@ -32,8 +45,11 @@ class HookContext:
 
     @property
     def vmi_name(self) -> str:
-        meta = self._vmi.obj("metadata", "ObjectMeta")
-        return f"{meta.str('namespace')}/{meta.str('name')}"
+        try:
+            meta = self._vmi.obj("metadata", "ObjectMeta")
+            return f"{meta.str('namespace')}/{meta.str('name')}"
+        except VMIDecodeError:
+            return "?"
 
     @cached_property
     def vmi(self) -> Any:
@@ -47,28 +63,32 @@ class HookContext:
     @cached_property
     def interfaces(self) -> list[dict]:
         """The VMI spec interfaces (as dicts) whose ``binding.name`` is this sidecar's binding."""
-        spec = self._vmi.obj("spec", "VirtualMachineInstanceSpec")
-        devices = spec.obj("domain", "DomainSpec").obj("devices", "Devices")
-        return [
-            iface.data for iface in devices.list("interfaces", "Interface")
-            if iface.has("binding") and iface.obj("binding", "PluginBinding").str("name") == self.binding
-        ]
+        with _as_hook_error():
+            spec = self._vmi.obj("spec", "VirtualMachineInstanceSpec")
+            devices = spec.obj("domain", "DomainSpec").obj("devices", "Devices")
+            return [
+                iface.data for iface in devices.list("interfaces", "Interface")
+                if iface.has("binding") and iface.obj("binding", "PluginBinding").str("name") == self.binding
+                and iface.str("name") is not None  # type-checks the name the handler will use
+            ]
 
     @cached_property
     def pod_interface_names(self) -> dict[str, str]:
         """VMI interface name -> pod interface name, from ``status.interfaces`` (may be incomplete)."""
-        status = self._vmi.obj("status", "VirtualMachineInstanceStatus")
         names: dict[str, str] = {}
-        for entry in status.list("interfaces", "VirtualMachineInstanceNetworkInterface"):
-            name, pod_iface = entry.str("name"), entry.str("podInterfaceName")
-            if name and pod_iface and name not in names:
-                names[name] = pod_iface
+        with _as_hook_error():
+            status = self._vmi.obj("status", "VirtualMachineInstanceStatus")
+            for entry in status.list("interfaces", "VirtualMachineInstanceNetworkInterface"):
+                name, pod_iface = entry.str("name"), entry.str("podInterfaceName")
+                if name and pod_iface and name not in names:
+                    names[name] = pod_iface
         return names
 
     @cached_property
     def istio_injection(self) -> bool:
         """True when the VMI asks for an Istio proxy (``sidecar.istio.io/inject`` equal-folds ``true``)."""
-        annotations = self._vmi.obj("metadata", "ObjectMeta").str_map("annotations")
+        with _as_hook_error():
+            annotations = self._vmi.obj("metadata", "ObjectMeta").str_map("annotations")
         return annotations.get(ISTIO_INJECT_ANNOTATION, "").casefold() == "true"
 
     def network_info(self) -> dict | None:

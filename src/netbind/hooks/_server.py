@@ -1,6 +1,7 @@
 """gRPC transport of a sidecar: Info + Callbacks v1alpha1/2/3 on a unix socket (imports grpc)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -62,7 +63,7 @@ def _callbacks_servicer(server: "SidecarServer", version: str, pb2):
                 out = app.cloud_init(request.cloudInitData, request.vmi, version)
             except Exception as exc:
                 _abort(context, exc)
-            return pb2.PreCloudInitIsoResult(cloudInitData=out)
+            return pb2.PreCloudInitIsoResult(cloudInitData=out, cloudInitNoCloudSource=_legacy_source(out))
 
         def Shutdown(self, request, context):
             app.audit.event("shutdown-requested", via="Shutdown RPC")
@@ -71,6 +72,17 @@ def _callbacks_servicer(server: "SidecarServer", version: str, pb2):
             return pb2.ShutdownResult()
 
     return Callbacks()
+
+
+def _legacy_source(cloud_init_data: bytes) -> bytes:
+    """The legacy result field (``{"userData", "networkData"}``) for launchers that fall back to it."""
+    try:
+        data = json.loads(cloud_init_data or b"null")
+    except ValueError:
+        return b""
+    if not isinstance(data, dict):
+        return b""
+    return json.dumps({"userData": data.get("UserData", ""), "networkData": data.get("NetworkData", "")}).encode()
 
 
 def _check_socket_path(path: Path, app: App) -> None:
