@@ -47,11 +47,14 @@ class DomainXMLError(ValueError):
     """The domain XML cannot be used: too large, not well-formed, or not a <domain>."""
 
 
+_RANKS: dict[int, dict[str, int]] = {}
+
+
 def _rank(order: tuple[str, ...], tag: str) -> int:
-    try:
-        return order.index(tag)
-    except ValueError:
-        return len(order)
+    ranks = _RANKS.get(id(order))  # the orders are module constants
+    if ranks is None:
+        ranks = _RANKS[id(order)] = {t: i for i, t in enumerate(order)}
+    return ranks.get(tag, len(order))
 
 
 def _insert_ordered(parent: etree._Element, child: etree._Element, order: tuple[str, ...]) -> None:

@@ -64,23 +64,20 @@ def decode_vmi(raw: bytes | str) -> dict:
 class GoObject:
     """A JSON object read as a Go struct: ``GoObject(data, "Interface", "spec.domain.devices.interfaces")``."""
 
-    __slots__ = ("data", "struct", "path")
+    __slots__ = ("data", "struct", "path", "_folded")
 
     def __init__(self, data: dict | None, struct: str, path: str = ""):
         self.data = data or {}
         self.struct = struct
         self.path = path
+        self._folded: dict | None = None
 
     def _raw(self, key: str) -> Any:
-        if key in self.data:
-            found = self.data[key]
-        else:
-            found = None
-        folded = key.casefold()
-        for k, v in self.data.items():  # Go: case-insensitive match, later keys overwrite earlier
-            if k != key and k.casefold() == folded:
-                found = v
-        return found
+        # Go matches keys case-insensitively; of several matching keys the last one in the
+        # document wins (each assignment overwrites the previous).
+        if self._folded is None:
+            self._folded = {k.casefold(): v for k, v in self.data.items()}
+        return self._folded.get(key.casefold())
 
     def _path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key

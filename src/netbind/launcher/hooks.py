@@ -94,6 +94,7 @@ class Sidecar:
     version: str  # the Callbacks version virt-launcher uses with it
     hook_points: list[tuple[str, int]]
     _channel: Any = field(default=None, repr=False, compare=False)
+    _stub: Any = field(default=None, repr=False, compare=False)
 
     def subscribes(self, hook_point: str) -> bool:
         return any(name == hook_point for name, _ in self.hook_points)
@@ -216,6 +217,7 @@ class HookManager:
             if sidecar._channel is not None:
                 sidecar._channel.close()
                 sidecar._channel = None
+                sidecar._stub = None
 
     # -- Collect --------------------------------------------------------------------------------
     def collect(self, expected: int, timeout: float = DEFAULT_COLLECT_TIMEOUT) -> list[Sidecar]:
@@ -273,8 +275,11 @@ class HookManager:
     def _stub(self, sidecar: Sidecar):
         if sidecar._channel is None:
             sidecar._channel = _open_channel(sidecar.socket_path)
-        pb2, pb2_grpc = _proto(sidecar.version)
-        return pb2, pb2_grpc.CallbacksStub(sidecar._channel)
+            sidecar._stub = None
+        if sidecar._stub is None or sidecar._stub[2] != sidecar.version:
+            pb2, pb2_grpc = _proto(sidecar.version)
+            sidecar._stub = (pb2, pb2_grpc.CallbacksStub(sidecar._channel), sidecar.version)
+        return sidecar._stub[0], sidecar._stub[1]
 
     # -- hook points ----------------------------------------------------------------------------
     def on_define_domain(self, domain_xml: bytes, vmi_json: bytes, *, trace: list | None = None) -> bytes:
