@@ -1,4 +1,4 @@
-"""virt-launcher's side of netbind: what KubeVirt's compute container does with plugins.
+"""virt-launcher's part: domain building, pod network attachment, hook client.
 
 ``netbind.launcher.hooks`` is the hook manager (discover sidecar sockets, Info, chained calls).
 """

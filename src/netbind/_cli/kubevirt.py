@@ -1,0 +1,203 @@
+"""`netbind validate`, `netbind render pod|domain`, `netbind explain`: KubeVirt's view of manifests."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import (EXIT_DENIED, EXIT_OK, BadInput, dump, handles_bad_input,
+                     kubevirt_version, manifest_files)
+
+
+def _load(files: tuple[str, ...], version: str):
+    from netbind.api import load_manifests
+    from netbind.api.versions import profile
+
+    return load_manifests(files), profile(version)
+
+
+@click.command()
+@manifest_files
+@kubevirt_version
+@click.option("-o", "--output", type=click.Choice(["text", "json", "admission-review"]), default="text",
+              show_default=True)
+@handles_bad_input
+def validate(files: tuple[str, ...], version: str, output: str) -> None:
+    """Run KubeVirt's admission rules for the VM/VMI. Exit 0 allowed, 1 denied, 2 bad input."""
+    from netbind import review
+
+    manifests, prof = _load(files, version)
+    if output == "admission-review":
+        answer = review.admission_review(manifests, prof)
+        click.echo(json.dumps(answer, indent=2))
+        sys.exit(EXIT_OK if answer["response"]["allowed"] else EXIT_DENIED)
+    result = review.validate(manifests, prof)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_validation(result, manifests)
+    sys.exit(EXIT_OK if result.allowed else EXIT_DENIED)
+
+
+def _print_validation(result: Any, manifests: Any) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    name = manifests.vmi.metadata.name
+    if result.allowed:
+        console.print(f"[green]allowed[/green]: KubeVirt admits {name}")
+    else:
+        console.print(f"[red]denied[/red]: KubeVirt rejects {name} ({len(result.causes)} cause(s))")
+    for cause in result.causes:
+        console.print(f"  {cause.field}: {cause.message} [dim]({cause.type})[/dim]")
+    for finding in result.findings:
+        console.print(f"[yellow]later[/yellow]: {finding.component} would refuse it ({finding.reason}): "
+                      f"{finding.message}")
+
+
+@click.group()
+def render() -> None:
+    """Render what KubeVirt creates: the virt-launcher pod, or the domain XML."""
+
+
+@render.command("pod")
+@manifest_files
+@kubevirt_version
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@handles_bad_input
+def render_pod(files: tuple[str, ...], version: str, output: str) -> None:
+    """The virt-launcher Pod manifest virt-controller creates for the VM/VMI."""
+    manifests, prof = _load(files, version)
+    from netbind.controller import RenderError, render_launcher_pod
+    from netbind.review import configuration
+
+    try:
+        pod = render_launcher_pod(manifests.vmi, configuration(manifests), nads=manifests.nads, profile=prof)
+    except RenderError as exc:
+        click.echo(f"virt-controller would fail (FailedCreate): {exc}", err=True)
+        sys.exit(EXIT_DENIED)
+    dump(pod, output)
+
+
+def _read_pod_links(path: str) -> list[Any]:
+    import yaml
+
+    from netbind.launcher.domain import PodLink
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"--pod-links {path}: cannot read a JSON/YAML list: {exc}") from None
+    if not isinstance(data, list):
+        raise BadInput(f"--pod-links {path}: expected a list of {{name, mac, mtu}}, got {type(data).__name__}")
+    links = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise BadInput(f"--pod-links {path}: item {i}: needs a non-empty 'name'")
+        mtu = item.get("mtu", 1500)
+        if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535:
+            raise BadInput(f"--pod-links {path}: item {i} ({item['name']}): 'mtu' must be an integer 68..65535")
+        mac = item.get("mac", "")
+        if not isinstance(mac, str):
+            raise BadInput(f"--pod-links {path}: item {i} ({item['name']}): 'mac' must be a string like 02:00:00:00:00:01")
+        links.append(PodLink(name=item["name"], mac=mac, mtu=mtu))
+    return links
+
+
+@render.command("domain")
+@manifest_files
+@kubevirt_version
+@click.option("--pod-links", type=click.Path(), default=None,
+              help="JSON/YAML list of {name, mac, mtu}: the links in the launcher pod. "
+                   "Default: the links a CNI would create (hashed names, derived MAC, MTU 1500).")
+@click.option("-o", "--output", type=click.Choice(["xml", "json"]), default="xml", show_default=True)
+@handles_bad_input
+def render_domain(files: tuple[str, ...], version: str, pod_links: str | None, output: str) -> None:
+    """The domain XML virt-launcher hands to the first sidecar (interfaces filled from pod links)."""
+    manifests, prof = _load(files, version)
+    from netbind.launcher.domain import DomainAttachmentError, build_domain, derive_pod_links
+    from netbind.review import configuration
+
+    config = configuration(manifests)
+    vmi = manifests.vmi
+    links = _read_pod_links(pod_links) if pod_links else derive_pod_links(vmi, config, profile=prof)
+    try:
+        result = build_domain(vmi, config, links, profile=prof)
+    except DomainAttachmentError as exc:
+        click.echo(f"virt-launcher would fail: {exc}", err=True)
+        sys.exit(EXIT_DENIED)
+    if output == "json":
+        click.echo(json.dumps({"interfaces": result.interfaces_xml, "domain": result.domain_xml}, indent=2))
+    else:
+        click.echo(result.domain_xml)
+
+
+@click.command()
+@manifest_files
+@kubevirt_version
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handles_bad_input
+def explain(files: tuple[str, ...], version: str, output: str) -> None:
+    """For people: what each interface gets (CNI, sidecar, domain, overhead, migration, problems)."""
+    from netbind import review
+
+    manifests, prof = _load(files, version)
+    data = review.explain(manifests, prof)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    _print_explanation(data)
+
+
+def _print_explanation(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    verdict = "[green]admitted[/green]" if data["allowed"] else "[red]rejected by admission[/red]"
+    console.print(f"[bold]{data['vmi']}[/bold] (KubeVirt {data['kubevirtVersion']}): {verdict}")
+    for item in data["interfaces"]:
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_column(style="dim")
+        table.add_column()
+        table.add_row("network", item["network"])
+        binding = item["binding"] + ("" if item["registered"] in (None, True) else " [red](not registered)[/red]")
+        table.add_row("binding", binding)
+        if item.get("podInterface"):
+            table.add_row("pod interface", item["podInterface"])
+        for i, step in enumerate(item["cni"]):
+            table.add_row("CNI" if i == 0 else "", step)
+        if "sidecar" in item:
+            s = item["sidecar"]
+            extra = ", mounts /etc/podinfo/network-info" if s["deviceInfo"] else ""
+            table.add_row("sidecar", f"{s['container']}: {s['image']}{extra}")
+        if "domain" in item:
+            table.add_row("domain", item["domain"])
+        if "migration" in item:
+            table.add_row("migration", item["migration"])
+        if item["state"] != "up":
+            table.add_row("state", item["state"])
+        console.print(f"\n[bold]interface {item['name']}[/bold]")
+        console.print(table)
+    console.print()
+    if data.get("multusNetworks"):
+        console.print(f"Multus annotation: {data['multusNetworks']}")
+    console.print(f"binding sidecars: {data['sidecars']}")
+    if "networkMemoryOverhead" in data:
+        console.print(f"memory overhead: {data['memoryOverhead']} bytes "
+                      f"(network bindings: {data['networkMemoryOverhead']})")
+    cond = data["liveMigratable"]
+    if cond["status"] == "True":
+        console.print("LiveMigratable: [green]True[/green]")
+    else:
+        console.print(f"LiveMigratable: [yellow]False[/yellow] ({cond['reason']}): {cond['message']}")
+    for note in data.get("notes", []):
+        console.print(f"[dim]note: {note}[/dim]")
+    if data["problems"]:
+        console.print("\n[bold red]problems[/bold red]")
+        for p in data["problems"]:
+            where = p.get("field") or p.get("component")
+            console.print(f"  {where}: {p['message']}")

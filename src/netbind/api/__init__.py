@@ -1,0 +1,27 @@
+"""KubeVirt API models for binding plugins, and manifest loading."""
+from .loading import ManifestError, Manifests, load_manifests, parse_documents
+from .models import (
+    Interface,
+    InterfaceBindingPlugin,
+    KubeVirt,
+    KubeVirtConfiguration,
+    Network,
+    NetworkAttachmentDefinition,
+    VirtualMachine,
+    VirtualMachineInstance,
+)
+
+__all__ = [
+    "Interface",
+    "InterfaceBindingPlugin",
+    "KubeVirt",
+    "KubeVirtConfiguration",
+    "ManifestError",
+    "Manifests",
+    "Network",
+    "NetworkAttachmentDefinition",
+    "VirtualMachine",
+    "VirtualMachineInstance",
+    "load_manifests",
+    "parse_documents",
+]

@@ -1,0 +1,248 @@
+"""Loading manifests from YAML/JSON files and folders, with errors that say where and what.
+
+A manifest set is what ``kubectl apply -f`` would get: a KubeVirt CR, NetworkAttachmentDefinitions
+and one VirtualMachine or VirtualMachineInstance, in any number of files and documents.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .models import (
+    KubeVirt,
+    NetworkAttachmentDefinition,
+    VirtualMachine,
+    VirtualMachineInstance,
+)
+
+KINDS: dict[str, tuple[str, type[BaseModel]]] = {
+    "KubeVirt": ("kubevirt.io/", KubeVirt),
+    "VirtualMachine": ("kubevirt.io/", VirtualMachine),
+    "VirtualMachineInstance": ("kubevirt.io/", VirtualMachineInstance),
+    "NetworkAttachmentDefinition": ("k8s.cni.cncf.io/", NetworkAttachmentDefinition),
+}
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ManifestError(Exception):
+    """Bad input: names the file, the document, the field path and what is expected."""
+
+    def __init__(self, message: str, *, file: str | None = None, document: int | None = None,
+                 line: int | None = None, field: str | None = None, kind: str | None = None):
+        self.message = message
+        self.file = file
+        self.document = document
+        self.line = line
+        self.field = field
+        self.kind = kind
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<input>"
+        if self.line is not None:
+            where += f":{self.line}"
+        parts = [where]
+        if self.document is not None:
+            parts.append(f"document {self.document}" + (f" ({self.kind})" if self.kind else ""))
+        if self.field:
+            parts.append(f"field {self.field}")
+        return ": ".join(parts) + f": {self.message}"
+
+
+@dataclass
+class Document:
+    data: Any
+    file: str
+    index: int  # 1-based position in its file
+    lines: dict[tuple, int] = field(default_factory=dict)  # path -> 1-based line
+
+
+@dataclass
+class Manifests:
+    kubevirt: KubeVirt | None = None
+    nads: list[NetworkAttachmentDefinition] = field(default_factory=list)
+    vms: list[VirtualMachine] = field(default_factory=list)
+    vmis: list[VirtualMachineInstance] = field(default_factory=list)
+    sources: dict[int, str] = field(default_factory=dict)  # id(object) -> "file, document N"
+
+    @property
+    def workload(self) -> VirtualMachine | VirtualMachineInstance:
+        found = [*self.vms, *self.vmis]
+        if len(found) != 1:
+            what = ", ".join(self.sources.get(id(o), "?") for o in found) or "none found"
+            raise ManifestError(
+                f"expected exactly one VirtualMachine or VirtualMachineInstance, got {len(found)} ({what})")
+        return found[0]
+
+    @property
+    def vmi(self) -> VirtualMachineInstance:
+        """The VMI as the API server stores it: namespace and uid filled in when absent."""
+        workload = self.workload
+        vmi = workload.to_vmi() if isinstance(workload, VirtualMachine) else workload.model_copy(deep=True)
+        if not vmi.metadata.namespace:
+            vmi.metadata.namespace = "default"
+        if not vmi.metadata.uid:
+            # the API server assigns a random uid; a stable one keeps renders reproducible
+            vmi.metadata.uid = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                              f"kubevirt.io/vmi/{vmi.metadata.namespace}/{vmi.metadata.name}"))
+        return vmi
+
+    @property
+    def field_prefix(self) -> str:
+        """Where admission reports fields: ``spec`` for a VMI, ``spec.template.spec`` for a VM."""
+        return "spec.template.spec" if isinstance(self.workload, VirtualMachine) else "spec"
+
+    def nad(self, namespace: str, name: str) -> NetworkAttachmentDefinition | None:
+        for nad in self.nads:
+            if nad.metadata.name == name and (nad.metadata.namespace or "default") == namespace:
+                return nad
+        return None
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            if not found:
+                raise ManifestError(f"folder holds no {'/'.join(MANIFEST_SUFFIXES)} files", file=str(path))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ManifestError("no such file or folder", file=str(path))
+    return files
+
+
+def _yaml_lines(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[path + (key.value,)] = key.start_mark.line + 1
+            _yaml_lines(value, path + (key.value,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _yaml_lines(item, path + (i,), out)
+
+
+def parse_documents(text: str, file: str) -> list[Document]:
+    if file.endswith(".json"):
+        try:
+            return [Document(json.loads(text), file, 1)]
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=file, line=exc.lineno) from None
+    docs: list[Document] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            index += 1
+            if node is None:
+                continue
+            lines: dict[tuple, int] = {}
+            _yaml_lines(node, (), lines)
+            docs.append(Document(loader.construct_document(node), file, index, lines))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"not valid YAML: {problem}", file=file,
+                            line=mark.line + 1 if mark else None) from None
+    finally:
+        loader.dispose()
+    return [d for d in docs if d.data is not None]
+
+
+def _path_text(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _explain(error: dict[str, Any]) -> str:
+    msg = error["msg"]
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    got = error.get("input")
+    if kind.endswith("_type") or kind == "model_type":
+        shown = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)
+        return f"{msg} (got {shown})"
+    return msg
+
+
+def model_from_document(doc: Document) -> BaseModel:
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ManifestError(f"a document must be a mapping (an object), got {type(data).__name__}",
+                            file=doc.file, document=doc.index, line=doc.lines.get(()))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ManifestError(
+            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}" if kind else
+            f"missing 'kind'; expected one of {', '.join(KINDS)}",
+            file=doc.file, document=doc.index, line=doc.lines.get(("kind",), doc.lines.get(())), field="kind")
+    group, model = KINDS[kind]
+    api_version = data.get("apiVersion")
+    if not isinstance(api_version, str) or not api_version.startswith(group):
+        raise ManifestError(f"apiVersion {api_version!r} does not serve {kind}; expected {group}v1",
+                            file=doc.file, document=doc.index, kind=kind, field="apiVersion",
+                            line=doc.lines.get(("apiVersion",)))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        if first["type"] != "missing":
+            # a union (str | int) adds its member's name to the location: keep what the input has
+            while len(loc) > 1 and tuple(loc) not in doc.lines and not isinstance(loc[-1], int):
+                loc.pop()
+        line = doc.lines.get(tuple(loc), doc.lines.get(tuple(loc[:-1])))
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise ManifestError(_explain(first) + more, file=doc.file, document=doc.index, kind=kind,
+                            field=_path_text(loc), line=line) from None
+
+
+def _documents_of(doc: Document) -> list[Document]:
+    """Unwrap ``kind: List`` (what ``kubectl get -o yaml`` writes) into its items."""
+    data = doc.data
+    if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+        return [Document(item, doc.file, doc.index,
+                         {k[2:]: v for k, v in doc.lines.items() if k[:2] == ("items", i)})
+                for i, item in enumerate(data["items"])]
+    return [doc]
+
+
+def load_manifests(paths: Iterable[str | Path]) -> Manifests:
+    manifests = Manifests()
+    for file in expand_paths(paths):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"cannot read: {exc}", file=str(file)) from None
+        for outer in parse_documents(text, str(file)):
+            for doc in _documents_of(outer):
+                obj = model_from_document(doc)
+                manifests.sources[id(obj)] = f"{doc.file}, document {doc.index}"
+                if isinstance(obj, KubeVirt):
+                    if manifests.kubevirt is not None:
+                        raise ManifestError("a second KubeVirt CR; give exactly one",
+                                            file=doc.file, document=doc.index, kind="KubeVirt")
+                    manifests.kubevirt = obj
+                elif isinstance(obj, NetworkAttachmentDefinition):
+                    manifests.nads.append(obj)
+                elif isinstance(obj, VirtualMachine):
+                    manifests.vms.append(obj)
+                else:
+                    manifests.vmis.append(obj)
+    return manifests

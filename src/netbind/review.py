@@ -1,0 +1,232 @@
+"""What KubeVirt will do with a manifest set, as plain data: the engine behind validate/explain.
+
+Each function composes the KubeVirt-side pieces (admission, virt-controller, virt-launcher) for a
+loaded manifest set; the CLI only formats the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from netbind.api.loading import Manifests
+from netbind.api.models import KubeVirtConfiguration, VirtualMachine
+from netbind.api.versions import Profile
+
+
+def configuration(manifests: Manifests) -> KubeVirtConfiguration:
+    if manifests.kubevirt is None:
+        return KubeVirtConfiguration()
+    return manifests.kubevirt.spec.configuration
+
+
+@dataclass
+class Finding:
+    """A refusal that happens after admission (KubeVirt admits the object, then fails later)."""
+
+    component: str
+    reason: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"component": self.component, "reason": self.reason, "message": self.message}
+
+
+@dataclass
+class Validation:
+    allowed: bool
+    causes: list[Any] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "causes": [c.to_json() for c in self.causes],
+                "findings": [f.to_json() for f in self.findings]}
+
+
+def controller_findings(manifests: Manifests, profile: Profile) -> list[Finding]:
+    """What virt-controller refuses when it renders the launcher pod (e.g. an unknown binding)."""
+    from netbind.controller import RenderError, render_launcher_pod
+
+    try:
+        render_launcher_pod(manifests.vmi, configuration(manifests), nads=manifests.nads, profile=profile)
+    except RenderError as exc:
+        return [Finding("virt-controller", "FailedCreate", str(exc))]
+    return []
+
+
+def validate(manifests: Manifests, profile: Profile) -> Validation:
+    from netbind.admission import validate_network
+
+    workload = manifests.workload
+    config = configuration(manifests)
+    if isinstance(workload, VirtualMachine):
+        spec = workload.spec.template.spec
+        meta = workload.spec.template.metadata
+        annotations = dict(meta.annotations or {}) if meta else {}
+    else:
+        spec = workload.spec
+        annotations = workload.annotations
+    causes = validate_network(spec, config, profile=profile, field=manifests.field_prefix,
+                              creation=True, annotations=annotations)
+    return Validation(allowed=not causes, causes=causes, findings=controller_findings(manifests, profile))
+
+
+def admission_review(manifests: Manifests, profile: Profile, uid: str = "") -> dict[str, Any]:
+    """The AdmissionReview KubeVirt's webhook answers for this VMI (create) or VM (create)."""
+    from netbind.admission import admit_vm, admit_vmi_create
+
+    workload = manifests.workload
+    config = configuration(manifests)
+    if isinstance(workload, VirtualMachine):
+        result = admit_vm(workload, config, profile=profile, creation=True)
+    else:
+        result = admit_vmi_create(workload.to_json(), config, profile=profile)
+    response: dict[str, Any] = {"uid": uid, "allowed": result["allowed"]}
+    if not result["allowed"]:
+        response["status"] = {
+            "metadata": {},
+            "message": result.get("message", ""),
+            "reason": result.get("reason", "Invalid"),
+            "details": {"causes": result.get("causes", [])},
+            "code": result.get("code", 422),
+        }
+    if result.get("warnings"):
+        response["warnings"] = result["warnings"]
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+def _network_kind(net: Any) -> str:
+    if net is None:
+        return "missing"
+    if net.is_pod:
+        return "pod network"
+    if net.is_multus_default:
+        return f"Multus default network {net.multus.network_name}"
+    if net.multus is not None:
+        return f"Multus secondary network {net.multus.network_name}"
+    if net.resource_claim is not None:
+        return "DRA network"
+    return "no network source"
+
+
+def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
+    """A per-interface account of what KubeVirt does, plus pod-level effects and problems."""
+    from netbind import bindings, naming
+    from netbind.controller import (RenderError, binding_sidecars, memory_overhead,
+                                    multus_networks_annotation, network_memory_overhead)
+
+    config = configuration(manifests)
+    vmi = manifests.vmi
+    decoded = profile.decoded(vmi)
+    registry = config.bindings
+    validation = validate(manifests, profile)
+    scheme = naming.hashed_scheme(decoded.spec.network_list)
+    attachments = bindings.domain_attachment_by_interface_name(decoded, config)
+    methods = bindings.binding_migration_method_by_interface_name(decoded, config)
+
+    sidecar_names: dict[str, str] = {}
+    try:
+        sidecars = binding_sidecars(decoded, config, profile=profile)
+        for index, sidecar in enumerate(sidecars, start=_annotation_sidecar_count(decoded)):
+            sidecar_names[sidecar.get("networkBindingPluginName", sidecar.get("image", ""))] = f"hook-sidecar-{index}"
+    except RenderError:
+        sidecars = []
+    try:
+        multus = multus_networks_annotation(decoded, config, profile=profile)
+    except RenderError:
+        multus = None
+
+    interfaces = []
+    for iface in decoded.spec.interfaces:
+        net = decoded.spec.network(iface.name)
+        entry = registry.get(iface.binding.name) if iface.binding else None
+        pod_iface = scheme.get(iface.name)
+        item: dict[str, Any] = {
+            "name": iface.name,
+            "network": _network_kind(net),
+            "binding": (f"plugin {iface.binding.name!r}" if iface.binding else
+                        f"core {iface.core_binding}" if iface.core_binding else "none"),
+            "registered": entry is not None if iface.binding else None,
+            "podInterface": pod_iface,
+            "state": iface.state or "up",
+        }
+        cni = []
+        if net is not None and net.is_pod:
+            cni.append(f"cluster default network CNI creates {pod_iface}")
+        elif net is not None and net.multus is not None:
+            cni.append(f"Multus runs NAD {net.multus.network_name}"
+                       + (f" as ifname {pod_iface}" if not net.is_multus_default else " as the default network"))
+        if entry is not None and entry.network_attachment_definition:
+            cni.append(f"then binding NAD {entry.network_attachment_definition} with "
+                       f"cni-args.logicNetworkName={iface.name}")
+        item["cni"] = cni
+        if entry is not None and entry.sidecar_image:
+            item["sidecar"] = {"container": sidecar_names.get(iface.binding.name, "?"),
+                               "image": entry.sidecar_image,
+                               "deviceInfo": entry.downward_api == "device-info"}
+        attachment = attachments.get(iface.name)
+        if attachment == bindings.TAP and net is not None and pod_iface:
+            tap = naming.tap_name(pod_iface, net)
+            how = f'core <interface type="ethernet"> on {tap} (or {pod_iface} when no tap exists)'
+            if entry is not None and entry.domain_attachment_type == bindings.MANAGED_TAP:
+                how = (f"virt-handler builds bridge {naming.bridge_name(pod_iface)}, tap {tap} and a dummy "
+                       f"{pod_iface} keeping the pod address; " + how + "; no DHCP from KubeVirt")
+            item["domain"] = how
+        elif iface.binding and entry is not None:
+            item["domain"] = (f"no core interface: the sidecar must add one with alias ua-{iface.name}"
+                              if entry.sidecar_image else
+                              f"nothing: no domainAttachmentType ({entry.domain_attachment_type or 'unset'}) "
+                              "and no sidecar, so the guest gets no NIC for it")
+        if iface.name in methods:
+            item["migration"] = methods[iface.name] or "migratable (no method)"
+        interfaces.append(item)
+
+    migratability = bindings.verify_vmi_migratable(vmi, config, profile)
+    result: dict[str, Any] = {
+        "vmi": f"{vmi.namespace}/{vmi.metadata.name}",
+        "kubevirtVersion": profile.name,
+        "allowed": validation.allowed,
+        "interfaces": interfaces,
+        "multusNetworks": multus,
+        "sidecars": len(sidecars),
+        "liveMigratable": migratability.condition(),
+        "problems": [{"type": c.type, "field": c.field, "message": c.message} for c in validation.causes]
+        + [f.to_json() for f in validation.findings],
+    }
+    try:
+        result["networkMemoryOverhead"] = str(network_memory_overhead(decoded, config, profile=profile))
+        result["memoryOverhead"] = str(memory_overhead(decoded, config, profile=profile))
+    except RenderError:
+        pass
+    missing = _missing_nads(manifests, decoded, config)
+    if missing:
+        result["notes"] = [f"NetworkAttachmentDefinition {n} is not in the given manifests: Multus fails "
+                           "the pod sandbox unless it exists in the cluster" for n in missing]
+    return result
+
+
+def _annotation_sidecar_count(vmi: Any) -> int:
+    import json
+
+    raw = vmi.annotations.get("hooks.kubevirt.io/hookSidecars")
+    try:
+        parsed = json.loads(raw) if raw else []
+    except ValueError:
+        return 0
+    return len(parsed) if isinstance(parsed, list) else 0
+
+
+def _missing_nads(manifests: Manifests, vmi: Any, config: KubeVirtConfiguration) -> list[str]:
+    wanted: list[str] = []
+    for iface in vmi.spec.interfaces:
+        net = vmi.spec.network(iface.name)
+        if net is not None and net.multus is not None and net.multus.network_name:
+            wanted.append(net.multus.network_name)
+        entry = config.bindings.get(iface.binding.name) if iface.binding else None
+        if entry is not None and entry.network_attachment_definition:
+            wanted.append(entry.network_attachment_definition)
+    missing = []
+    for ref in dict.fromkeys(wanted):
+        namespace, _, name = ref.partition("/") if "/" in ref else (vmi.namespace, "", ref)
+        if manifests.nad(namespace, name) is None:
+            missing.append(f"{namespace}/{name}")
+    return missing
