@@ -207,3 +207,14 @@ def test_process_exits_cleanly_on_shutdown_and_sigterm(tmp_path, hook_sockets_di
         events = [r["event"] for r in proc.audit_records()]
         assert events[0] == "serving" and events[-1] == "stopped"
     assert not path.exists()
+
+
+def test_context_vmi_is_the_typed_api_model():
+    from netbind.api import VirtualMachineInstance
+    from netbind.hooks import HookContext
+
+    ctx = HookContext(hook="OnDefineDomain", version="v1alpha3", binding="mine", vmi_json=VMI)
+    assert isinstance(ctx.vmi, VirtualMachineInstance)
+    assert ctx.vmi.metadata.name == "vm"
+    assert [i["name"] for i in ctx.interfaces] == ["blue", "green"]
+    assert ctx.pod_interface_names == {"blue": "pod1234"} and ctx.istio_injection is True
