@@ -4,3 +4,5 @@ Fixtures are added by the modules that own them (netns pair, sidecar runner, ...
 only imports them so that ``pip install netbind`` makes them available to any test suite.
 """
 from __future__ import annotations
+
+from netbind.testing.hooks import hook_sidecar, hook_sockets_dir  # noqa: E402,F401
