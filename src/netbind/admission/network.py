@@ -219,6 +219,7 @@ def _interface_state(ctx: _Context) -> list[Cause]:
         if state not in ctx.rules.link_states:
             causes.append(Cause(FIELD_VALUE_INVALID,
                                 f"logical {iface.name} interface state value is unsupported: {state}", where))
+        # versions that know link states refuse them on SR-IOV
         if iface.sriov is not None and state in ("down", "up") and "down" in ctx.rules.link_states:
             causes.append(Cause(FIELD_VALUE_INVALID,
                                 f"{go_quote(iface.name)} interface's state {go_quote(state)} "
