@@ -44,12 +44,20 @@ class Validation:
 
 def controller_findings(manifests: Manifests, profile: Profile) -> list[Finding]:
     """What virt-controller refuses when it renders the launcher pod (e.g. an unknown binding)."""
+    from netbind.api.models import NetworkAttachmentDefinition
     from netbind.controller import RenderError, render_launcher_pod
 
+    config = configuration(manifests)
+    vmi = manifests.vmi
+    # A NAD missing from the files may well exist in the cluster: only the registry is judged here
+    # (missing NADs are explain's notes).
+    assumed = [NetworkAttachmentDefinition.model_validate(
+        {"metadata": {"namespace": ref.split("/", 1)[0], "name": ref.split("/", 1)[1]}})
+        for ref in _missing_nads(manifests, profile.decoded(vmi), config)]
     try:
-        render_launcher_pod(manifests.vmi, configuration(manifests), nads=manifests.nads, profile=profile)
+        render_launcher_pod(vmi, config, nads=[*manifests.nads, *assumed], profile=profile)
     except RenderError as exc:
-        return [Finding("virt-controller", "FailedCreate", str(exc))]
+        return [Finding("virt-controller", "FailedCreate", exc.sync_message)]
     return []
 
 

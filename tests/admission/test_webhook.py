@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from netbind.admission import admit_vm, admit_vmi_create, controller_findings, validate_network
+from netbind.admission import admit_vm, admit_vmi_create, validate_network
 from netbind.api.models import KubeVirtConfiguration, VirtualMachine, VirtualMachineInstance
 from netbind.api.versions import LATEST, V1_4
 
@@ -174,24 +174,6 @@ def test_unsupported_architecture():
     document["spec"]["architecture"] = "riscv64"
     assert admit_vmi_create(document, None)["causes"] == [
         {"type": "FieldValueInvalid", "message": "unsupported architecture: riscv64", "field": "spec.architecture"}]
-
-
-@pytest.mark.parametrize(("profile", "text"), [
-    (LATEST, "couldn't find configuration for network binding: nope"),
-    (V1_4, "couldn't find configuration for network bindining: nope"),
-])
-def test_unknown_binding_is_admitted_but_found_for_virt_controller(profile, text):
-    document = vmi_doc([{"name": "default", "binding": {"name": "passt"}},
-                        {"name": "sec", "binding": {"name": "nope"}},
-                        {"name": "third", "binding": {"name": "other"}}],
-                       POD + [{"name": "sec", "multus": {"networkName": "n"}},
-                              {"name": "third", "multus": {"networkName": "n"}}])
-    spec = VirtualMachineInstance.model_validate(document).spec
-    assert validate_network(spec, REGISTRY) == []
-    findings = controller_findings(spec, REGISTRY, profile=profile)
-    assert [f.to_json() for f in findings] == [{"component": "virt-controller", "reason": "FailedCreate",
-                                                "message": f"failed to render launch manifest: {text}"}]
-    assert controller_findings(spec, None)[0].message.endswith(": passt")  # no registry at all
 
 
 @pytest.mark.parametrize(("ranges", "messages"), [

@@ -2,13 +2,11 @@
 only from the .proto files (not our hook client) talks to our sidecar."""
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
 from pathlib import Path
 
-import pytest
 
 from netbind.domain import canonical
 from netbind.hooks.proto import _generate

@@ -42,10 +42,15 @@ def validate(files: tuple[str, ...], version: str, output: str) -> None:
     sys.exit(EXIT_OK if result.allowed else EXIT_DENIED)
 
 
-def _print_validation(result: Any, manifests: Any) -> None:
+def _console() -> Any:
     from rich.console import Console
 
-    console = Console(highlight=False)
+    # piped output (files, CI logs, tests) is not wrapped at 80 columns
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _print_validation(result: Any, manifests: Any) -> None:
+    console = _console()
     name = manifests.vmi.metadata.name
     if result.allowed:
         console.print(f"[green]allowed[/green]: KubeVirt admits {name}")
@@ -154,10 +159,9 @@ def explain(files: tuple[str, ...], version: str, output: str) -> None:
 
 
 def _print_explanation(data: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = _console()
     verdict = "[green]admitted[/green]" if data["allowed"] else "[red]rejected by admission[/red]"
     console.print(f"[bold]{data['vmi']}[/bold] (KubeVirt {data['kubevirtVersion']}): {verdict}")
     for item in data["interfaces"]:
@@ -188,8 +192,9 @@ def _print_explanation(data: dict[str, Any]) -> None:
         console.print(f"Multus annotation: {data['multusNetworks']}")
     console.print(f"binding sidecars: {data['sidecars']}")
     if "networkMemoryOverhead" in data:
-        console.print(f"memory overhead: {data['memoryOverhead']} bytes "
-                      f"(network bindings: {data['networkMemoryOverhead']})")
+        total = int(data["memoryOverhead"])
+        console.print(f"compute memory overhead: {total} bytes ({total / 2**20:.1f} MiB; "
+                      f"network bindings: {data['networkMemoryOverhead']})")
     cond = data["liveMigratable"]
     if cond["status"] == "True":
         console.print("LiveMigratable: [green]True[/green]")

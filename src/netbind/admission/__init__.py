@@ -2,18 +2,17 @@
 
 ``validate_network`` is KubeVirt's network admitter (the causes ``netbind validate`` prints);
 ``admit_vmi_create`` and ``admit_vm`` are the whole webhook answers (including KubeVirt's duplicated
-network causes for VMIs); ``controller_findings`` is what virt-controller refuses later.
+network causes for VMIs). What virt-controller refuses later (an unknown binding) is found by
+rendering the launcher pod: see ``netbind.review``.
 """
 from .causes import Cause, FieldPath
 from .goparse import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
 from .network import validate_network, validate_network_creation, validate_network_spec
 from .schema import schema_causes
 from .webhook import (
-    Finding,
     admission_response,
     admit_vm,
     admit_vmi_create,
-    controller_findings,
     feature_gate_causes,
     metadata_causes,
 )
@@ -21,12 +20,10 @@ from .webhook import (
 __all__ = [
     "Cause",
     "FieldPath",
-    "Finding",
     "MacAddressError",
     "admission_response",
     "admit_vm",
     "admit_vmi_create",
-    "controller_findings",
     "feature_gate_causes",
     "go_quote",
     "is_ipv4",

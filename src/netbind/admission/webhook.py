@@ -13,7 +13,6 @@ Storage, CPU, memory-size, probes, devices other than interfaces and every other
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from netbind.api.models import (
@@ -33,11 +32,9 @@ from .network import validate_network, validate_network_creation, validate_netwo
 from .schema import schema_causes
 
 __all__ = [
-    "Finding",
     "admission_response",
     "admit_vm",
     "admit_vmi_create",
-    "controller_findings",
     "feature_gate_causes",
     "metadata_causes",
 ]
@@ -233,39 +230,3 @@ def admit_vm(vm: VirtualMachine, config: KubeVirtConfiguration | None, *, profil
     causes = metadata_causes(vm.spec.template.metadata, config, profile=profile, field="spec.template.metadata")
     causes += validate_network_spec(defaulted, config, profile=profile, field=VM_SPEC_FIELD)
     return admission_response(causes)
-
-
-# --- what virt-controller refuses later ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem admission lets through and a later component refuses (not an admission cause)."""
-
-    component: str
-    reason: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"component": self.component, "reason": self.reason, "message": self.message}
-
-
-_UNKNOWN_BINDING = {
-    "latest": "couldn't find configuration for network binding: {}",
-    "1.4": "couldn't find configuration for network bindining: {}",  # sic, v1.4's typo
-}
-
-
-def controller_findings(spec: VirtualMachineInstanceSpec, config: KubeVirtConfiguration | None, *,
-                        profile: Profile = LATEST) -> list[Finding]:
-    """What virt-controller refuses when it renders the launcher pod (spec 2.3).
-
-    The first interface whose binding is not in the registry stops the render: the VMI gets
-    ``Synchronized=False`` with reason ``FailedCreate`` and stays Pending.
-    """
-    registry = (config or KubeVirtConfiguration()).bindings
-    for iface in profile.decoded(VirtualMachineInstance(spec=spec)).spec.interfaces:
-        if iface.binding is not None and iface.binding.name not in registry:
-            detail = _UNKNOWN_BINDING.get(profile.name, _UNKNOWN_BINDING["latest"]).format(iface.binding.name)
-            return [Finding("virt-controller", "FailedCreate", f"failed to render launch manifest: {detail}")]
-    return []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from netbind.api.models import KubeVirtConfiguration, NetworkAttachmentDefinition, VirtualMachineInstance
-from netbind.api.quantity import Format, Quantity
+from netbind.api.quantity import Quantity
 from netbind.api.versions import LATEST, Profile
 
 from ._inputs import as_config, as_nads, as_vmi
