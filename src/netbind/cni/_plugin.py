@@ -108,7 +108,7 @@ class CmdArgs:
             raw = self.netconf.get("prevResult")
             try:
                 self._prev = Result.from_dict(raw) if raw is not None else None
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
                 raise CNIError(ERR_DECODING_FAILURE, f"prevResult cannot be read: {exc}") from None
         return self._prev  # type: ignore[return-value]
 

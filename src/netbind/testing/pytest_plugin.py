@@ -4,3 +4,5 @@ Fixtures are added by the modules that own them (netns pair, sidecar runner, ...
 only imports them so that ``pip install netbind`` makes them available to any test suite.
 """
 from __future__ import annotations
+
+from netbind.testing.netns import netns, netns_pair  # noqa: E402,F401
