@@ -94,10 +94,14 @@ class Netlink:
             kwargs["net_ns_fd"] = netns_fd
         self._call(f"create macvtap {name}", self._ipr.link, "add", **kwargs)
 
-    def set_link(self, name: str, *, up: bool | None = None, promisc: bool | None = None) -> None:
+    def set_link(self, name: str, *, up: bool | None = None, promisc: bool | None = None,
+                 mac: str | None = None) -> None:
         link = self.link(name)
         if link is None:
             raise NetlinkFailure(19, f"link {name} not found")
+        if mac:
+            self._call(f"set address of {name}", self._ipr.link, "set", index=link.index,
+                       address=mac)
         flags, mask = 0, 0
         if up is not None:
             mask |= IFF_UP

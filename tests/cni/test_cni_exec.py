@@ -52,9 +52,12 @@ def snapshot(pair, tmp_path) -> dict:
     def ns_state(ns):
         links = sorted((l["ifname"], l.get("address"), l.get("mtu"), l.get("linkinfo", {}).get("info_kind"))
                        for l in ns.links())
-        addrs = ns.ip("-j", "addr", "show").stdout
-        routes = ns.ip("-j", "route", "show", "table", "all").stdout
-        return links, json.loads(addrs), json.loads(routes), {k: ns.sysctl(k) for k in SYSCTLS}
+        addrs = sorted((a["ifname"], i["local"], i["prefixlen"])
+                       for a in json.loads(ns.ip("-j", "addr", "show").stdout)
+                       for i in a.get("addr_info", []))
+        routes = sorted((r.get("dst"), r.get("gateway"), r.get("dev"), r.get("table"))
+                        for r in json.loads(ns.ip("-j", "route", "show", "table", "all").stdout))
+        return links, addrs, routes, {k: ns.sysctl(k) for k in SYSCTLS}
 
     leases = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "ipam").rglob("*")
                     if p.is_file() and p.name[0].isdigit()) if (tmp_path / "ipam").exists() else []

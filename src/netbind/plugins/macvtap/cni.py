@@ -114,7 +114,10 @@ def add(args):
                                      f"(mode {cfg.mode}): {exc}") from None
     try:
         with netns, Netlink() as nl:
-            nl.set_link(args.ifname, up=True, promisc=cfg.promisc or None)
+            # passthru links start with the lower device's MAC whatever was asked; setting it
+            # now also moves the lower device to it (the kernel restores it on delete)
+            passthru_mac = cfg.mac if cfg.mode == "passthru" else None
+            nl.set_link(args.ifname, up=True, promisc=cfg.promisc or None, mac=passthru_mac)
             link = nl.link(args.ifname)
             if cfg.owner is not None or cfg.group is not None:
                 device = f"/dev/tap{link.index}"
