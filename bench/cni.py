@@ -31,14 +31,17 @@ def timed(argv, stdin: bytes, env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50)
+    parser.add_argument("--plugin", help="plugin executable (default: the venv console script; "
+                                         "pass an installed launcher from deploy/cni/install.sh)")
     opts = parser.parse_args()
-    plugin = shutil.which("netbind-cni-passt-binding",
-                          path=os.path.dirname(sys.executable)) or shutil.which("netbind-cni-passt-binding")
+    plugin = opts.plugin or shutil.which("netbind-cni-passt-binding",
+                                         path=os.path.dirname(sys.executable))
     tuning = "/usr/lib/cni/tuning"
     if os.geteuid() != 0 or not plugin or not os.path.exists(tuning):
         raise SystemExit("needs root, the netbind-cni-passt-binding script and /usr/lib/cni/tuning")
     with open(plugin) as fh:  # the interpreter the console script runs
         interpreter = fh.readline()[2:].strip().split()[0]
+    print(f"plugin {plugin} (interpreter {interpreter})", file=sys.stderr)
     ns = f"nb-bench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     data = tempfile.mkdtemp(prefix="nb-bench-")

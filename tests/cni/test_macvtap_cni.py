@@ -8,6 +8,7 @@ import pytest
 
 from netbind.cni import CNIError
 from netbind.cni.exec import CNIExecutor, RuntimeConf
+from netbind.testing import require
 from netbind.testing.cni import cmd_add, cmd_check, cmd_del, run_plugin, with_prev_result
 
 PLUGIN = "netbind-cni-macvtap"
@@ -109,8 +110,8 @@ def test_missing_master_is_named():
 
 def test_chained_with_tuning_and_passt_through_the_executor(netns_pair, tmp_path):
     """macvtap + Debian's tuning (sets a sysctl on it) + passt binding, then DEL: all gone."""
-    if not os.path.isfile("/usr/lib/cni/tuning"):
-        pytest.skip("containernetworking-plugins missing")
+    require("Debian's containernetworking-plugins", os.path.isfile("/usr/lib/cni/tuning"),
+            "apt-get install containernetworking-plugins (make test does)")
     executor = CNIExecutor(["/usr/lib/cni", os.path.dirname(sys.executable)], tmp_path / "cache",
                            plugin_netns=netns_pair.node.name)
     conflist = {"cniVersion": "1.0.0", "name": "nb-mvt", "plugins": [
