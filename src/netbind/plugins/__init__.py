@@ -1,0 +1,1 @@
+"""Reference binding plugins shipped with netbind (one package per binding)."""

@@ -5,4 +5,5 @@ only imports them so that ``pip install netbind`` makes them available to any te
 """
 from __future__ import annotations
 
-from netbind.testing.hooks import hook_sidecar, hook_sockets_dir  # noqa: E402,F401
+from netbind.testing.hooks import hook_sidecar, hook_sockets_dir  # noqa: F401
+from netbind.testing.netns import netns, netns_pair  # noqa: F401

@@ -1,0 +1,188 @@
+"""``netbind-cni-passt-binding``: the passt binding's CNI plugin (spec 7.3).
+
+ADD sets, inside the pod network namespace, the two sysctls passt needs when qemu runs as
+virt-launcher's uid 107: ``net.ipv4.ip_unprivileged_port_start=0`` (passt binds the pod's ports)
+and ``net.ipv4.ping_group_range="107 107"`` (ICMP through ping sockets). It prints the previous
+result unchanged when chained, else a result with only ``cniVersion`` (no interfaces: a Multus
+default ifname such as ``net1`` in network-status would flip KubeVirt's naming scheme).
+
+Unlike KubeVirt's plugin, DEL restores what ADD changed and CHECK verifies it. ADD records the
+values it found in a small state file (``<dataDir>/<network>/<containerID>-<ifname>.json``,
+``dataDir`` default ``/var/lib/cni/netbind/passt-binding``), together with the namespace's inode,
+so a DEL or GC never writes into a different namespace that reuses the path.
+
+Differences from KubeVirt's plugin (whose behaviour the oracle vectors record): the error for a
+missing namespace says ``failed to open netns "<path>": ...`` where KubeVirt prints
+``failed to open netns %!q(<nil>): failed to Statfs "<path>": ...`` (a Go format bug); a second
+ADD for the same container and ifname without DEL is refused (code 100); CHECK without a
+prevResult (no ADD to compare with) is a no-op as in KubeVirt, CHECK with one verifies.
+"""
+from __future__ import annotations
+
+import os
+
+from netbind.cni import CNIError, NetNS, Plugin
+from netbind.cni import _json
+from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG, ERR_IO_FAILURE
+
+# Plugin error codes (>= 100, as the spec reserves lower ones).
+ERR_ALREADY_SET_UP = 100
+ERR_NOT_SET_UP = 101
+ERR_SYSCTL_MISMATCH = 102
+
+QEMU_UID = "107"
+SYSCTLS = (
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+    ("net.ipv4.ping_group_range", f"{QEMU_UID} {QEMU_UID}"),
+)
+DEFAULT_DATA_DIR = "/var/lib/cni/netbind/passt-binding"
+
+plugin = Plugin(
+    "netbind-passt-binding",
+    about="netbind passt binding CNI plugin: prepares the pod network namespace for passt",
+)
+
+
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def _read_sysctl(key: str) -> str:
+    with open(_sysctl_path(key), encoding="ascii") as fh:
+        return fh.read().rstrip("\n")
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    with open(_sysctl_path(key), "w", encoding="ascii") as fh:
+        fh.write(value)
+
+
+def _same(current: str, wanted: str) -> bool:
+    return current.split() == wanted.split()  # the kernel prints ping_group_range tab-separated
+
+
+def _state_path(args) -> str:
+    data_dir = args.netconf.get("dataDir", DEFAULT_DATA_DIR)
+    if not isinstance(data_dir, str) or not data_dir.startswith("/"):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG,
+                       f"dataDir must be an absolute path, got {data_dir!r}")
+    return os.path.join(data_dir, args.name, f"{args.container_id}-{args.ifname}.json")
+
+
+def _load_state(path: str) -> dict | None:
+    try:
+        with open(path, "rb") as fh:
+            state = _json.loads(fh.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CNIError(ERR_IO_FAILURE, f"cannot read state file {path}: {exc}") from None
+    return state if isinstance(state, dict) else None
+
+
+def _save_state(path: str, state: dict) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(_json.dumps(state))
+    os.replace(tmp, path)
+
+
+def _restore(state: dict) -> None:
+    """Put back the values ADD found, where they still hold what ADD wrote."""
+    netns = NetNS(str(state.get("netns", "")))
+    try:
+        if list(netns.inode()) != state.get("netnsInode"):
+            return  # the namespace is gone or the path now names another one
+    except CNIError:
+        return
+    with netns:
+        for key, before in (state.get("before") or {}).items():
+            applied = dict(SYSCTLS).get(key)
+            if applied is not None and _same(_read_sysctl(key), applied):
+                _write_sysctl(key, before)
+
+
+@plugin.add
+def add(args):
+    state_path = _state_path(args)
+    if os.path.exists(state_path):
+        raise CNIError(ERR_ALREADY_SET_UP,
+                       f"passt binding is already set up for container {args.container_id} "
+                       f"ifname {args.ifname} on network {args.name}; run DEL first")
+    netns = NetNS(args.netns)
+    before: dict[str, str] = {}
+    with netns:
+        try:
+            for key, value in SYSCTLS:
+                before[key] = _read_sysctl(key)
+                _write_sysctl(key, value)
+        except OSError as exc:
+            for key, value in before.items():  # undo: leave the namespace as we found it
+                try:
+                    _write_sysctl(key, value)
+                except OSError:
+                    pass
+            raise CNIError(ERR_IO_FAILURE, f"cannot set sysctl in {args.netns}: {exc}") from None
+        inode = netns.inode()
+    state = {"netns": args.netns, "netnsInode": list(inode), "before": before}
+    try:
+        _save_state(state_path, state)
+    except OSError as exc:
+        _restore(state)
+        raise CNIError(ERR_IO_FAILURE, f"cannot write state file {state_path}: {exc}") from None
+    logic_network = args.cni_args.get("logicNetworkName", "")
+    args.log(f"setup for logical network {logic_network} completed successfully")
+    return args.prev_result
+
+
+@plugin.delete
+def delete(args):
+    state_path = _state_path(args)
+    state = _load_state(state_path)
+    if state is None:
+        return  # never added, or already deleted: DEL is idempotent
+    _restore(state)
+    os.unlink(state_path)
+
+
+@plugin.check
+def check(args):
+    if args.prev_result is None:
+        return  # nothing was added to compare with (KubeVirt's plugin: CHECK is a no-op)
+    state = _load_state(_state_path(args))
+    if state is None:
+        raise CNIError(ERR_NOT_SET_UP, f"passt binding is not set up for container "
+                                       f"{args.container_id} ifname {args.ifname}")
+    with NetNS(args.netns):
+        for key, wanted in SYSCTLS:
+            current = _read_sysctl(key)
+            if not _same(current, wanted):
+                raise CNIError(ERR_SYSCTL_MISMATCH,
+                               f"sysctl {key} is {current!r} in {args.netns}, expected {wanted!r}")
+
+
+@plugin.gc
+def gc(args):
+    valid = args.valid_attachments
+    if valid is None:
+        return  # no list given: nothing is known to be stale
+    keep = {f"{a.get('containerID')}-{a.get('ifname')}.json" for a in valid}
+    directory = os.path.dirname(_state_path(args))
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.endswith(".json") and name not in keep:
+            path = os.path.join(directory, name)
+            state = _load_state(path)
+            if state is not None:
+                _restore(state)
+            os.unlink(path)
+
+
+main = plugin.main
+
+if __name__ == "__main__":
+    main()
