@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netbind.admission import go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
-from netbind.admission.goparse import MacAddressError
+from netbind.gocompat import MacAddressError
 
 
 @pytest.mark.parametrize(("text", "octets"), [

@@ -9,7 +9,8 @@ from lxml import etree
 
 from netbind.api.models import KubeVirtConfiguration, VirtualMachineInstance
 from netbind.api.versions import LATEST, V1_4
-from netbind.launcher._gonet import mac_string, normalize_mac, parse_mac, quantity_bytes, quantity_value
+from netbind.gocompat import mac_string, normalize_mac, parse_mac
+from netbind.launcher._gonet import quantity_bytes, quantity_value
 from netbind.launcher.domain import (
     DomainAttachmentError, PodLink, build_domain, derive_pod_links, derived_mac,
 )

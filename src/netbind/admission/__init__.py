@@ -6,7 +6,7 @@ network causes for VMIs). What virt-controller refuses later (an unknown binding
 rendering the launcher pod: see ``netbind.review``.
 """
 from .causes import Cause, FieldPath
-from .goparse import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
+from netbind.gocompat import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
 from .network import validate_network, validate_network_creation, validate_network_spec
 from .schema import schema_causes
 from .webhook import (

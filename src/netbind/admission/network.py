@@ -29,7 +29,7 @@ from .causes import (
     Cause,
     FieldPath,
 )
-from .goparse import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
+from netbind.gocompat import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
 
 __all__ = ["validate_network", "validate_network_creation", "validate_network_spec"]
 

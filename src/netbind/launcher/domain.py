@@ -26,7 +26,7 @@ from netbind.api.versions import LATEST, Profile
 from netbind.bindings import MANAGED_TAP, TAP, domain_attachment_by_interface_name
 
 from . import _converter
-from ._gonet import normalize_mac
+from netbind.gocompat import normalize_mac
 from .goxml import element, insert_in_order, marshal_indent
 
 USER_ALIAS_PREFIX = "ua-"

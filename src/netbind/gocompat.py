@@ -1,8 +1,9 @@
-"""Go standard-library behaviour that KubeVirt's admission rules depend on.
+"""Go standard-library behaviour that KubeVirt's rules depend on (admission, virt-launcher).
 
 Each function reproduces what the Go call accepts and rejects (byte-for-byte where Go works on bytes),
-because a cause appears or not depending on it: ``net.ParseMAC``, ``net.ParseIP(s).To4()``, the
-``k8s.io/apimachinery`` port-name check, KubeVirt's PCI address pattern and Go's ``%q`` quoting.
+because a cause appears or not, or an address is written or not, depending on it: ``net.ParseMAC``
+and ``HardwareAddr.String``, ``net.ParseIP(s).To4()``, the ``k8s.io/apimachinery`` port-name check,
+KubeVirt's PCI address pattern and Go's ``%q`` quoting.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ __all__ = [
     "go_quote",
     "is_ipv4",
     "is_valid_port_name",
+    "mac_string",
+    "normalize_mac",
     "parse_mac",
     "parse_pci_address",
 ]
@@ -76,6 +79,15 @@ def parse_mac(text: str) -> bytes:
     else:
         raise MacAddressError(f"invalid MAC address {text!r}")
     return bytes(octets)
+
+
+def mac_string(address: bytes) -> str:
+    """Go ``HardwareAddr.String()``: lower-case hex pairs joined by colons."""
+    return ":".join(f"{b:02x}" for b in address)
+
+
+def normalize_mac(text: str) -> str:
+    return mac_string(parse_mac(text))
 
 
 # --- KubeVirt's PCI address pattern (pkg/util/hardware) -----------------------------------------
