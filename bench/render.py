@@ -1,8 +1,14 @@
-"""Benchmark: VMIs validated and launcher pods rendered per second (issue 2).
+"""Benchmark: KubeVirt-side throughput (issue 2): VMIs validated, launcher pods rendered, domains built.
 
 Two VMIs: one passt-plugin interface on the pod network, and 16 interfaces (pod network with a
 plugin, 15 Multus secondaries alternating tap/managedTap/sidecar/NAD plugins). Each figure is the
-median over runs of the rate within a run.  Run: .venv/bin/python bench/render.py
+median over runs of the rate within a run (operations per second).
+Run: .venv/bin/python bench/render.py [RUNS]
+
+- validate: the network admitter on a parsed VMI (``netbind validate``'s causes)
+- admit: the whole VMI create webhook answer from raw JSON (schema check, parsing, rules twice)
+- render_pod: the whole virt-launcher Pod (``netbind render pod``)
+- build_domain: phase 1 + phase 2 + whole-domain XML (``netbind render domain``)
 """
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ import statistics
 import sys
 import time
 
-from netbind.admission import validate_network
+from netbind.admission import admit_vmi_create, validate_network
 from netbind.api.models import KubeVirtConfiguration, VirtualMachineInstance
 from netbind.api.versions import LATEST
 from netbind.controller import render_launcher_pod
+from netbind.launcher.domain import build_domain, derive_pod_links
 
 CONFIG = KubeVirtConfiguration.model_validate({"network": {"binding": {
     "passt": {"sidecarImage": "quay.io/kubevirt/network-passt-binding:v1.9.0",
@@ -38,7 +45,7 @@ def vmi(interfaces: int) -> VirtualMachineInstance:
     return VirtualMachineInstance.model_validate({
         "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
         "metadata": {"name": "bench", "namespace": "default", "uid": "1234"},
-        "spec": {"domain": {"resources": {"requests": {"memory": "1Gi"}},
+        "spec": {"architecture": "amd64", "domain": {"resources": {"requests": {"memory": "1Gi"}},
                             "devices": {"interfaces": ifaces}}, "networks": nets},
         "status": {"runtimeUser": 107}})
 
@@ -57,13 +64,19 @@ def main() -> int:
     results = {}
     for n in (1, 16):
         v = vmi(n)
-        validate = lambda: validate_network(v.spec, CONFIG, profile=LATEST)  # noqa: E731
-        render = lambda: render_launcher_pod(v, CONFIG, profile=LATEST)  # noqa: E731
-        assert validate() == [], validate()
-        render()
+        raw = v.to_json()
+        links = derive_pod_links(v, CONFIG, profile=LATEST)
+        operations = {
+            "validate": lambda: validate_network(v.spec, CONFIG, profile=LATEST),
+            "admit": lambda: admit_vmi_create(raw, CONFIG, profile=LATEST),
+            "render_pod": lambda: render_launcher_pod(v, CONFIG, profile=LATEST),
+            "build_domain": lambda: build_domain(v, CONFIG, links, profile=LATEST),
+        }
+        assert operations["validate"]() == []
+        assert operations["admit"]()["allowed"]
         results[f"{n}-interface"] = {
-            "validations_per_s": round(statistics.median(rate(validate) for _ in range(runs))),
-            "pod_renders_per_s": round(statistics.median(rate(render) for _ in range(runs))),
+            f"{name}_per_s": round(statistics.median(rate(op) for _ in range(runs)))
+            for name, op in operations.items()
         }
     print(json.dumps(results, indent=2))
     return 0
