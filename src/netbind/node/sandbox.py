@@ -159,8 +159,12 @@ class PodNames:
         return self.directory / "logs"
 
 
+# Host directories that private mount namespaces mount over (a pod's libvirtd, sidecars).
+MOUNT_POINTS = (Path("/run/libvirt"), Path(HOOKS_TARGET).resolve(), Path(PODINFO_TARGET))
+
+
 def node_plan(node: NodeNames) -> Plan:
-    return (Netns(node.netns), MountPoint(Path(HOOKS_TARGET).resolve()), MountPoint(Path(PODINFO_TARGET)))
+    return (Netns(node.netns), *(MountPoint(p) for p in MOUNT_POINTS))
 
 
 def pod_plan(pod: PodNames) -> Plan:
