@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo use (real CNI plugins, iproute2 for namespaces).
-DEB_PACKAGES := containernetworking-plugins iproute2 kmod procps
+DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps
 # The local node runtime (issue 5): TCG QEMU, a private libvirtd per pod, passt, a DHCP peer for
-# tests, the static busybox of the tiny guest (it Conflicts: busybox and provides the same applets,
-# so it replaces busybox here); pkg-config + libvirt-dev build libvirt-python.
-DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base busybox-static pkg-config libvirt-dev
+# tests; pkg-config + libvirt-dev build libvirt-python. (The tiny guest takes its kernel and its
+# static busybox from .debs it downloads itself: busybox-static Conflicts: busybox, so not here.)
+DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base pkg-config libvirt-dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench clean

@@ -1,7 +1,9 @@
 """The tiny guest: Debian's kernel and a busybox initramfs, built from Debian packages only.
 
 ``ensure_guest()`` returns a cached image, building it first when its inputs changed (the kernel
-package that ``linux-image-amd64`` points at, the static busybox, our init programs). Builds are
+package that ``linux-image-amd64`` points at, the ``busybox-static`` package, our init programs).
+Both packages are downloaded as .debs and unpacked, never installed: busybox-static conflicts
+with the host's dynamic ``busybox``, and the guest should not depend on what the host has. Builds are
 serialized by a lock file and land atomically (build in a temporary directory, then rename), so
 concurrent ``netbind up`` runs and test sessions share one image. The kernel is booted as the
 uncompressed ELF ``vmlinux`` (PVH entry): under TCG that saves ~3.5 s per boot over ``vmlinuz``.
@@ -19,7 +21,7 @@ import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -27,8 +29,8 @@ from netbind.node import _cpio, _guest_init, paths
 from netbind.node.seed import NoCloudSeed, seed_initrd
 
 KERNEL_META_PACKAGE = "linux-image-amd64"
-BUSYBOX = Path("/bin/busybox")
-BUILDER_VERSION = 1
+BUSYBOX_PACKAGE = "busybox-static"
+BUILDER_VERSION = 2
 DEFAULT_CMDLINE = "console=ttyS0 panic=-1 quiet"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
@@ -41,7 +43,7 @@ class GuestBuildError(RuntimeError):
 class GuestInputs:
     kernel_package: str
     kernel_version: str
-    busybox_sha256: str
+    busybox_version: str
     programs_sha256: str   # init + DHCP event script + module list + builder version
 
     def key(self) -> str:
@@ -76,50 +78,37 @@ def guest_cache_dir() -> Path:
     return paths.cache_dir() / "guest"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _programs_sha256() -> str:
     text = json.dumps([BUILDER_VERSION, _guest_init.init_script(), _guest_init.DHCP_EVENT,
                        list(_guest_init.MODULES)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _check_busybox() -> None:
-    if not BUSYBOX.exists():
-        raise GuestBuildError(f"{BUSYBOX} is missing: apt-get install busybox-static")
-    with open(BUSYBOX, "rb") as f:
-        head = f.read(1 << 16)
-    if b"ld-linux" in head:  # a dynamic busybox would need its libc inside the guest
-        raise GuestBuildError(f"{BUSYBOX} is dynamically linked: apt-get install busybox-static")
-
-
-def _resolve_kernel() -> tuple[str, str]:
-    """(package, version) that linux-image-amd64 currently depends on."""
+def _apt_show(*packages: str) -> list[dict[str, str]]:
     try:
-        out = subprocess.run(["apt-cache", "show", "--no-all-versions", KERNEL_META_PACKAGE],
+        out = subprocess.run(["apt-cache", "show", "--no-all-versions", *packages],
                              capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise GuestBuildError(f"cannot resolve {KERNEL_META_PACKAGE} with apt-cache ({exc});"
+        raise GuestBuildError(f"cannot look up {', '.join(packages)} with apt-cache ({exc});"
                               " run apt-get update") from None
-    for line in out.splitlines():
-        if line.startswith("Depends:"):
-            for dep in line.split(":", 1)[1].split(","):
-                name, _, rest = dep.strip().partition(" ")
-                if name.startswith("linux-image-") and "(=" in rest:
-                    return name, rest.strip("() =")
-    raise GuestBuildError(f"apt-cache show {KERNEL_META_PACKAGE}: no linux-image dependency found")
+    records = []
+    for block in out.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line[0].isspace())
+        records.append(fields)
+    return records
 
 
 def resolve_inputs() -> GuestInputs:
-    _check_busybox()
-    package, version = _resolve_kernel()
-    return GuestInputs(package, version, _sha256_file(BUSYBOX), _programs_sha256())
+    """The kernel that linux-image-amd64 depends on now, and the busybox-static candidate."""
+    records = {r.get("Package"): r for r in _apt_show(KERNEL_META_PACKAGE, BUSYBOX_PACKAGE)}
+    meta, busybox = records.get(KERNEL_META_PACKAGE), records.get(BUSYBOX_PACKAGE)
+    if meta is None or busybox is None:
+        raise GuestBuildError(f"apt-cache knows no {KERNEL_META_PACKAGE} or {BUSYBOX_PACKAGE}: run apt-get update")
+    for dep in meta.get("Depends", "").split(","):
+        name, _, rest = dep.strip().partition(" ")
+        if name.startswith("linux-image-") and "(=" in rest:
+            return GuestInputs(name, rest.strip("() ="), busybox["Version"], _programs_sha256())
+    raise GuestBuildError(f"apt-cache show {KERNEL_META_PACKAGE}: no linux-image dependency found")
 
 
 @contextmanager
@@ -151,7 +140,7 @@ def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -
             newest = _newest_build(cache)
             if newest is None:
                 raise
-            return newest.__class__(**{**newest.__dict__, "note": f"inputs not checked: {exc}"})
+            return replace(newest, note=f"inputs not checked: {exc}")
     target = cache / inputs.key()
     if _complete(target):
         return _image(target, inputs, built=False)
@@ -181,14 +170,17 @@ def _build(inputs: GuestInputs, target: Path) -> None:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        deb = _download(inputs, work)
+        deb = _download(f"{inputs.kernel_package}={inputs.kernel_version}", work)
         vmlinuz, modules = _extract_kernel(deb)
+        deb.unlink()
+        busybox_deb = _download(f"{BUSYBOX_PACKAGE}={inputs.busybox_version}", work)
+        busybox = _extract_busybox(busybox_deb)
+        busybox_deb.unlink()
         kver = inputs.kernel_package.removeprefix("linux-image-")
         (work / "vmlinuz").write_bytes(vmlinuz)
         kernel = _decompress_vmlinux(vmlinuz)
         (work / "vmlinux").write_bytes(kernel if kernel is not None else vmlinuz)
-        (work / "initramfs.gz").write_bytes(_initramfs(modules))
-        deb.unlink()
+        (work / "initramfs.gz").write_bytes(_initramfs(busybox, modules))
         manifest = {"inputs": asdict(inputs), "kernel_release": kver,
                     "kernel_format": "elf-vmlinux" if kernel is not None else "bzImage",
                     "build_seconds": round(time.monotonic() - started, 2)}
@@ -202,11 +194,10 @@ def _build(inputs: GuestInputs, target: Path) -> None:
         raise
 
 
-def _download(inputs: GuestInputs, work: Path) -> Path:
-    spec = f"{inputs.kernel_package}={inputs.kernel_version}"
+def _download(spec: str, work: Path) -> Path:
     os.chmod(work, 0o777)  # apt downloads as the unprivileged _apt user
     proc = subprocess.run(["apt-get", "download", "-q", spec], cwd=work, capture_output=True, text=True)
-    debs = list(work.glob("*.deb"))
+    debs = list(work.glob(spec.split("=")[0] + "_*.deb"))
     if proc.returncode != 0 or not debs:
         raise GuestBuildError(f"apt-get download {spec} failed: {proc.stderr.strip()[-400:]}"
                               " (run apt-get update, check the Debian mirror)")
@@ -238,6 +229,22 @@ def _extract_kernel(deb: Path) -> tuple[bytes, dict[str, bytes]]:
     return vmlinuz, modules
 
 
+def _extract_busybox(deb: Path) -> bytes:
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    binary = b""
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        for member in tar:
+            if member.name.removeprefix("./") == "bin/busybox" and member.isfile():
+                binary = tar.extractfile(member).read()  # type: ignore[union-attr]
+    proc.stdout.close()
+    if proc.wait() != 0 or not binary:
+        raise GuestBuildError(f"{deb.name}: no bin/busybox inside")
+    if b"ld-linux" in binary[:1 << 16]:  # a dynamic busybox would need a libc in the guest
+        raise GuestBuildError(f"{deb.name}: bin/busybox is dynamically linked")
+    return binary
+
+
 def _decompress_vmlinux(vmlinuz: bytes) -> bytes | None:
     """The ELF inside Debian's xz bzImage, or None (then the bzImage is booted, ~3.5 s slower)."""
     start = vmlinuz.find(_XZ_MAGIC)
@@ -250,11 +257,28 @@ def _decompress_vmlinux(vmlinuz: bytes) -> bytes | None:
     return elf if elf[:4] == b"\x7fELF" else None
 
 
-def _initramfs(modules: dict[str, bytes]) -> bytes:
-    busybox = BUSYBOX.read_bytes()
+def _initramfs(busybox: bytes, modules: dict[str, bytes]) -> bytes:
     entries = [_cpio.directory(d) for d in ("bin", "dev", "proc", "sys", "run", "tmp", "etc", "lib", "lib/modules")]
     entries.append(_cpio.file("bin/busybox", busybox, 0o755))
     entries.append(_cpio.file("bin/nb-dhcp-event", _guest_init.DHCP_EVENT.encode(), 0o755))
     entries += [_cpio.file(f"lib/modules/{name}.ko", modules[name]) for name, _ in _guest_init.MODULES]
     entries.append(_cpio.file("init", _guest_init.init_script().encode(), 0o755))
     return _cpio.gzipped(entries)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One ``NB: WORD key=value ...`` line of the guest's serial console."""
+    word: str
+    fields: dict[str, str]
+
+
+def parse_reports(console: str) -> list[Report]:
+    reports = []
+    for line in console.splitlines():
+        _, marker, rest = line.partition("NB: ")
+        if not marker or not rest.strip():
+            continue
+        word, *pairs = rest.split()
+        reports.append(Report(word, dict(p.split("=", 1) for p in pairs if "=" in p)))
+    return reports

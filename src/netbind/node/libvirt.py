@@ -36,6 +36,7 @@ group = "root"
 MOUNTS = {"/etc/libvirt": "etc", "/run/libvirt": "run", "/var/lib/libvirt": "lib",
           "/var/cache/libvirt": "cache", "/var/log/libvirt": "log"}
 CAPABILITIES = Path("qemu/capabilities")
+_SUN_PATH_MAX = 107
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr spam
@@ -224,6 +225,9 @@ class PrivateLibvirtd:
     @classmethod
     def start(cls, pod: Pod, timeout: float = 15.0) -> "PrivateLibvirtd":
         layout = Layout(pod.names.directory / "libvirt")
+        if len(str(layout.socket)) > _SUN_PATH_MAX:
+            raise LibvirtError(f"{layout.socket} is longer than a unix socket path may be ({_SUN_PATH_MAX});"
+                               " use a shorter runtime dir (NETBIND_RUNTIME_DIR)")
         _prepare(layout)
         argv = ["libvirtd", "--pid-file", str(layout.pidfile)]
         binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)

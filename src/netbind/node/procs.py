@@ -96,7 +96,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-def start(spec: ProcessSpec) -> ProcessRecord:
+def start(spec: ProcessSpec, settle: float = 0.05) -> ProcessRecord:
+    """Start the process; one that exits within ``settle`` seconds is an error carrying its log.
+    Readiness beyond that (a socket, a pidfile) is the caller's to wait for."""
     spec.log.parent.mkdir(parents=True, exist_ok=True)
     with open(spec.log, "ab") as log:
         proc = subprocess.Popen(command_line(spec), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -104,7 +106,11 @@ def start(spec: ProcessSpec) -> ProcessRecord:
                                 cwd=spec.cwd, start_new_session=True, close_fds=True)
     # `ip netns exec`, sh and unshare all exec, so the pid we started is the pid of the program
     starttime = _starttime(proc.pid)
-    if starttime is None:
+    try:
+        proc.wait(timeout=settle)
+    except subprocess.TimeoutExpired:
+        pass
+    if starttime is None or proc.returncode is not None:
         proc.wait()
         raise ProcessError(f"{spec.name} exited at once (status {proc.returncode}): {log_tail(spec.log)}")
     spec.pidfile.parent.mkdir(parents=True, exist_ok=True)
