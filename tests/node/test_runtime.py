@@ -81,6 +81,10 @@ def test_guest_leases_every_nic_and_renews_after_link_refresh(guest_image, runti
         log = Path(pod.names.logs_dir / "dnsmasq.log").read_text()
         assert log.count(f"DHCPACK({peer}) 10.237.0.21") == 2
 
+        # libvirtd is pinned to CPU 0 (stable capabilities cache); its qemu must not be
+        qemu = [pid for pid in netdev.netns_pids(pod.netns)
+                if Path(f"/proc/{pid}/comm").read_text().strip().startswith("qemu-system")]
+        assert len(qemu) == 1 and os.sched_getaffinity(qemu[0]) == os.sched_getaffinity(0)
         footprint.note_pod(pod, node)
         libvirtd.close()
     finally:

@@ -229,7 +229,11 @@ class PrivateLibvirtd:
             raise LibvirtError(f"{layout.socket} is longer than a unix socket path may be ({_SUN_PATH_MAX});"
                                " use a shorter runtime dir (NETBIND_RUNTIME_DIR)")
         _prepare(layout)
-        argv = ["libvirtd", "--pid-file", str(layout.pidfile)]
+        # Pinned to CPU 0: libvirt 9.0 keys its capabilities cache on the host's raw CPUID, which
+        # carries the APIC id of the CPU the probe ran on, so an unpinned libvirtd finds the cache
+        # "outdated" (host cpuid changed) on every other start and re-probes for ~8 s. qemu does
+        # not inherit the pinning: libvirt resets its affinity to all online CPUs.
+        argv = ["taskset", "--cpu-list", "0", "libvirtd", "--pid-file", str(layout.pidfile)]
         binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)
         record = pod.start(pod.process_spec("libvirtd", argv, binds=binds))
         deadline = time.monotonic() + timeout

@@ -340,7 +340,9 @@ class Pod:
 
 
 def create_pod(vmi: str, namespace: str = "default", runtime: Path | None = None) -> Pod:
-    """A new pod sandbox (netns, state dirs) for one VMI; unique even for equal VMI names."""
+    """A new pod sandbox (netns, state dirs) for one VMI; unique even for equal VMI names. The
+    node (its namespace and host mount points) is created first if this runtime has none."""
+    ensure_node(runtime)
     names = PodNames.new(vmi, namespace, runtime)
     journal = Journal.create(names.directory, {"vmi": vmi, "namespace": namespace, "netns": names.netns})
     try:
