@@ -16,6 +16,7 @@ _COMMANDS: dict[str, str] = {
     "explain": "netbind._cli.kubevirt:explain",
     "hooks": "netbind._cli.hooks:hooks",
     "cni": "netbind._cli.cni:cni",
+    "down": "netbind._cli.node:down",
 }
 
 

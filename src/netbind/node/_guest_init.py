@@ -1,0 +1,160 @@
+"""The tiny guest's shell programs (busybox sh), kept as text so the image build hashes them.
+
+Serial protocol, one line per event, ``NB: WORD key=value ...`` (values never contain spaces):
+  BOOT uptime= kernel=            init started
+  ADDR iface= ip= mask= mac= source=static
+  LEASE iface= ip= mask= router= dns= mac= lease= mtu= serverid= event=bound|renew
+  LEASEFAIL iface= event=
+  IFACE iface= mac= config=none   a NIC that the network-config does not list
+  READY uptime= ifaces=           every DHCP NIC has a lease (or nb.ready_timeout passed)
+  WARN ...  / ERROR ...
+  LINK iface= state=up|down       carrier change; "up" restarts DHCP (a fresh DISCOVER)
+  ECHO port=                      TCP echo server listening (nb.echo=PORT)
+  PROBE target= ok=yes|no reply=  one TCP exchange from the guest (nb.probe=HOST:PORT)
+"""
+from __future__ import annotations
+
+# (module name, path under lib/modules/<kver>/kernel/), in load order. Debian ships no modules.dep
+# in the package (depmod makes it at install time), so the order comes from each module's depends=.
+MODULES: tuple[tuple[str, str], ...] = (
+    ("virtio_ring", "drivers/virtio/virtio_ring.ko"),
+    ("virtio", "drivers/virtio/virtio.ko"),
+    ("virtio_pci_modern_dev", "drivers/virtio/virtio_pci_modern_dev.ko"),
+    ("virtio_pci_legacy_dev", "drivers/virtio/virtio_pci_legacy_dev.ko"),
+    ("virtio_pci", "drivers/virtio/virtio_pci.ko"),
+    ("failover", "net/core/failover.ko"),
+    ("net_failover", "drivers/net/net_failover.ko"),
+    ("virtio_net", "drivers/net/virtio_net.ko"),
+)
+
+INIT = r"""#!/bin/busybox sh
+# PID 1 of the netbind tiny guest: NICs up from /etc/nb-net.conf, report, then watch carriers.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /run/nb /tmp /etc
+say() { echo "NB: $*"; }
+now() { read u _ < /proc/uptime; echo $u; }
+say "BOOT uptime=$(now) kernel=$(uname -r)"
+for m in @MODULES@; do insmod /lib/modules/$m.ko || say "ERROR insmod module=$m"; done
+ready_timeout=20; echo_port=; probe=
+for a in $(cat /proc/cmdline); do case $a in
+  nb.ready_timeout=*) ready_timeout=${a#*=};;
+  nb.echo=*) echo_port=${a#*=};;
+  nb.probe=*) probe=${a#*=};;
+esac; done
+ip link set lo up
+conf=/etc/nb-net.conf
+[ -f $conf ] || echo dhcp-all > $conf
+h=$(sed -n 's/^hostname //p' $conf); [ -n "$h" ] && hostname "$h"
+# virtio-net probes its devices when the module loads; give a slow (TCG) boot a moment anyway
+i=0; while ! ls /sys/class/net | grep -q '^eth' && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
+
+rule_for() {  # IFACE MAC -> the settings of the first matching "nic" line ("" if none)
+  if grep -q '^dhcp-all' $conf; then echo "dhcp4=yes"; return; fi
+  while read kind rest; do
+    [ "$kind" = nic ] || continue
+    mm=; mn=
+    for kv in $rest; do case $kv in match_mac=*) mm=${kv#*=};; match_name=*) mn=${kv#*=};; esac; done
+    [ -n "$mm" ] && [ "$mm" != "$2" ] && continue
+    if [ -n "$mn" ]; then case $1 in $mn) ;; *) continue;; esac; fi
+    echo "$rest"; return
+  done < $conf
+}
+start_dhcp() {
+  rm -f /run/nb/lease-$1
+  udhcpc -f -i $1 -s /bin/nb-dhcp-event -t 3 -T 1 -A 1 >> /run/nb/udhcpc-$1.log 2>&1 &
+  echo $! > /run/nb/udhcpc-$1.pid
+}
+stop_dhcp() {
+  [ -f /run/nb/udhcpc-$1.pid ] && kill $(cat /run/nb/udhcpc-$1.pid) 2>/dev/null
+  rm -f /run/nb/udhcpc-$1.pid /run/nb/lease-$1
+}
+
+all=
+for path in /sys/class/net/*; do
+  i=${path##*/}; [ "$i" = lo ] && continue
+  r=$(rule_for $i $(cat $path/address))
+  sn=; for kv in $r; do case $kv in set_name=*) sn=${kv#*=};; esac; done
+  if [ -n "$sn" ] && [ "$sn" != "$i" ]; then ip link set $i name $sn && i=$sn; fi
+  echo "$r" > /run/nb/rule-$i
+  all="$all $i"
+done
+dhcp_ifaces=
+for i in $all; do
+  r=$(cat /run/nb/rule-$i); mac=$(cat /sys/class/net/$i/address)
+  dhcp=no; addrs=; gw=; ns=; mtu=
+  for kv in $r; do case $kv in
+    dhcp4=*) dhcp=${kv#*=};; addresses=*) addrs=${kv#*=};; gateway4=*) gw=${kv#*=};;
+    nameservers=*) ns=${kv#*=};; mtu=*) mtu=${kv#*=};;
+  esac; done
+  [ -n "$mtu" ] && ip link set $i mtu $mtu
+  ip link set $i up
+  for a in $(echo $addrs | tr , ' '); do
+    ip addr add $a dev $i && say "ADDR iface=$i ip=${a%/*} mask=${a#*/} mac=$mac source=static"
+  done
+  [ -n "$gw" ] && { ip route add default via $gw dev $i || say "ERROR route iface=$i via=$gw"; }
+  for n in $(echo $ns | tr , ' '); do echo "nameserver $n" >> /etc/resolv.conf; done
+  [ -z "$r" ] && say "IFACE iface=$i mac=$mac config=none"
+  if [ "$dhcp" = yes ]; then dhcp_ifaces="$dhcp_ifaces $i"; start_dhcp $i; fi
+done
+
+deadline=$(( $(now | cut -d. -f1) + ready_timeout ))
+while :; do
+  pending=; for i in $dhcp_ifaces; do [ -f /run/nb/lease-$i ] || pending="$pending $i"; done
+  [ -z "$pending" ] && break
+  if [ $(now | cut -d. -f1) -ge $deadline ]; then say "WARN no-lease ifaces=$(echo $pending | tr ' ' ,)"; break; fi
+  sleep 0.1
+done
+say "READY uptime=$(now) ifaces=$(echo $all | tr ' ' ,)"
+if [ -n "$echo_port" ]; then nc -ll -p $echo_port -e cat & say "ECHO port=$echo_port"; fi
+if [ -n "$probe" ]; then
+  r=$(echo "nb-probe from $(hostname)" | nc -w 3 ${probe%:*} ${probe##*:} 2>/dev/null | head -n 1 | sed 's/[^A-Za-z0-9._:=-]/_/g')
+  if [ -n "$r" ]; then say "PROBE target=$probe ok=yes reply=$r"; else say "PROBE target=$probe ok=no reply="; fi
+fi
+
+# Carrier watch: KubeVirt's link-refresh (and a migration) sets the link down then up; the guest
+# answers with a fresh DHCP exchange, like NetworkManager does. PID 1 must never exit.
+for i in $all; do read c < /sys/class/net/$i/carrier; echo $c > /run/nb/carrier-$i; done
+while :; do
+  for i in $all; do
+    read c < /sys/class/net/$i/carrier || c=0
+    read old < /run/nb/carrier-$i
+    [ "$c" = "$old" ] && continue
+    echo $c > /run/nb/carrier-$i
+    if [ "$c" = 1 ]; then
+      say "LINK iface=$i state=up"
+      case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; start_dhcp $i;; esac
+    else
+      say "LINK iface=$i state=down"
+      case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; ip addr flush dev $i;; esac
+    fi
+  done
+  sleep 0.3
+done
+"""
+
+DHCP_EVENT = r"""#!/bin/sh
+# udhcpc event script: configure the NIC, then report on the console.
+mac=$(cat /sys/class/net/$interface/address)
+csv() { echo $* | tr ' ' ,; }
+case "$1" in
+  deconfig) ip addr flush dev $interface; ip link set $interface up ;;
+  bound|renew)
+    [ "$1" = bound ] && ip addr flush dev $interface
+    ip addr replace $ip/${mask:-24} dev $interface
+    [ -n "$mtu" ] && ip link set $interface mtu $mtu
+    if [ -n "$router" ] && ! ip route show default | grep -q .; then
+      for r in $router; do ip route add default via $r dev $interface; break; done
+    fi
+    for d in $dns; do grep -qx "nameserver $d" /etc/resolv.conf 2>/dev/null || echo "nameserver $d" >> /etc/resolv.conf; done
+    echo "NB: LEASE iface=$interface ip=$ip mask=$mask router=$(csv $router) dns=$(csv $dns) mac=$mac lease=$lease mtu=$mtu serverid=$serverid event=$1" > /dev/console
+    touch /run/nb/lease-$interface ;;
+  leasefail|nak) echo "NB: LEASEFAIL iface=$interface event=$1" > /dev/console ;;
+esac
+exit 0
+"""
+
+
+def init_script() -> str:
+    return INIT.replace("@MODULES@", " ".join(name for name, _ in MODULES))

@@ -1,0 +1,154 @@
+"""What the runtime created, recorded on disk before and after each creation.
+
+Every effectful step writes an ``intended`` entry *before* it creates a thing and marks it
+``created`` afterwards, so that after a crash (kill -9, power loss in the middle of a step) the
+journal still names everything that may exist. Undo walks the entries newest first and calls the
+undo action registered for the entry's kind; undo actions are idempotent (a thing already gone is
+fine), so undoing an ``intended`` entry whose creation never happened is harmless.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+JOURNAL_FILE = "journal.json"
+
+# kind -> "module:function" taking the entry's attrs; resolved on use (keeps imports lazy and lets
+# other layers, e.g. CNI attachments or libvirt domains, add their kinds without a cycle).
+UNDO: dict[str, str] = {
+    "netns": "netbind.node.netdev:undo_netns",
+    "link": "netbind.node.netdev:undo_link",
+    "process": "netbind.node.procs:undo_process",
+    "dir": "netbind.node.journal:undo_dir",
+    "mountpoint": "netbind.node.journal:undo_mountpoint",
+    "file": "netbind.node.journal:undo_file",
+    "domain": "netbind.node.libvirt:undo_domain",
+}
+
+
+class UndoError(RuntimeError):
+    """Some recorded things could not be removed; the journal keeps them for the next try."""
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    state: str = "intended"
+
+    def key(self) -> tuple[str, str]:
+        return self.kind, self.name
+
+
+class Journal:
+    """The on-disk record of one owner (a pod sandbox or the node), in ``directory/journal.json``."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.path = directory / JOURNAL_FILE
+        self.meta: dict[str, Any] = {}
+        self.entries: list[Entry] = []
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            self.meta = data.get("meta", {})
+            self.entries = [Entry(**e) for e in data["entries"]]
+
+    @classmethod
+    def create(cls, directory: Path, meta: dict[str, Any] | None = None) -> "Journal":
+        directory.mkdir(parents=True, exist_ok=True)
+        journal = cls(directory)
+        journal.meta.update(meta or {})
+        journal.save()
+        return journal
+
+    def save(self) -> None:
+        data = {"meta": self.meta, "entries": [e.__dict__ for e in self.entries]}
+        tmp = self.path.with_name(JOURNAL_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+    def intend(self, kind: str, name: str, **attrs: Any) -> Entry:
+        if kind not in UNDO:
+            raise ValueError(f"journal kind {kind!r} has no undo action; register it in journal.UNDO")
+        entry = Entry(kind, name, dict(attrs))
+        self.entries.append(entry)
+        self.save()
+        return entry
+
+    def created(self, entry: Entry, **attrs: Any) -> None:
+        entry.attrs.update(attrs)
+        entry.state = "created"
+        self.save()
+
+    def find(self, kind: str, name: str | None = None) -> list[Entry]:
+        return [e for e in self.entries if e.kind == kind and (name is None or e.name == name)]
+
+    def undo(self, since: int = 0) -> None:
+        """Undo entries[since:], newest first; raise UndoError listing what is left."""
+        failures: list[str] = []
+        for entry in reversed(self.entries[since:]):
+            try:
+                _undo_action(entry.kind)(entry.attrs | {"name": entry.name})
+            except Exception as exc:  # keep going: remove as much as possible, report the rest
+                failures.append(f"{entry.kind} {entry.name}: {exc}")
+                continue
+            self.entries.remove(entry)
+            self.save()
+        if failures:
+            raise UndoError("could not remove: " + "; ".join(failures))
+
+    def destroy(self) -> None:
+        """Undo everything, then remove the journal's directory."""
+        self.undo()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _undo_action(kind: str) -> Callable[[dict[str, Any]], None]:
+    module, function = UNDO[kind].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def undo_dir(attrs: dict[str, Any]) -> None:
+    shutil.rmtree(attrs["name"], ignore_errors=True)
+
+
+def undo_file(attrs: dict[str, Any]) -> None:
+    Path(attrs["name"]).unlink(missing_ok=True)
+
+
+def undo_mountpoint(attrs: dict[str, Any]) -> None:
+    """A host directory made only to mount over in private namespaces: remove it if still empty
+    and no mount namespace (another runtime's sidecar, say) has something mounted on it."""
+    if mounted_anywhere(attrs["name"]):
+        return
+    try:
+        os.rmdir(attrs["name"])
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # not empty or mounted on by someone else: leave it
+
+
+def mounted_anywhere(path: str) -> bool:
+    seen: set[int] = set()
+    for ns in Path("/proc").glob("[0-9]*/ns/mnt"):
+        try:
+            inode = os.stat(ns).st_ino
+            if inode in seen:
+                continue
+            seen.add(inode)
+            mountinfo = (ns.parent.parent / "mountinfo").read_text()
+        except OSError:
+            continue
+        if any(line.split()[4] == path for line in mountinfo.splitlines()):
+            return True
+    return False

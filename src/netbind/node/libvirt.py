@@ -1,0 +1,338 @@
+"""A private libvirtd per pod network namespace, and the pure domain XML rewrites it needs here.
+
+qemu inherits libvirtd's network namespace, so each pod gets its own libvirtd started inside the
+pod netns (host notes R5) with its own ``/etc/libvirt``, ``/run/libvirt``, ``/var/lib/libvirt``,
+``/var/cache/libvirt`` and ``/var/log/libvirt`` bind-mounted from the pod's runtime directory in a
+private mount namespace. Configuration: ``stdio_handler = "file"`` (there is no virtlogd), qemu as
+root (``/dev/kvm`` is root-only here, and a non-root qemu makes libvirt re-probe on every start),
+no cgroups, no namespaces, no security driver. QEMU's capabilities are probed once per host
+(8-12 s under TCG) and then copied from ``$NETBIND_CACHE_DIR/libvirt-qemu-capabilities`` into
+every new libvirtd.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import libvirt
+from lxml import etree
+
+from netbind.node import paths, procs
+from netbind.node.sandbox import Pod
+
+QEMU_CONF = """
+# netbind: a private libvirtd inside a pod network namespace, without systemd or virtlogd
+stdio_handler = "file"
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ ]
+user = "root"
+group = "root"
+"""
+# host directory -> subdirectory of the pod's libvirt root
+MOUNTS = {"/etc/libvirt": "etc", "/run/libvirt": "run", "/var/lib/libvirt": "lib",
+          "/var/cache/libvirt": "cache", "/var/log/libvirt": "log"}
+CAPABILITIES = Path("qemu/capabilities")
+_SUN_PATH_MAX = 107
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr spam
+
+
+class LibvirtError(RuntimeError):
+    """libvirt refused or failed; the message names the domain and libvirt's reason."""
+
+
+# ---- pure domain XML rewrites ------------------------------------------------------------------
+
+def _parse(xml: str) -> etree._Element:
+    return etree.fromstring(xml.encode(), _PARSER)
+
+
+def _dump(root: etree._Element) -> str:
+    return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+
+def to_tcg(xml: str, cpu_model: str = "qemu64") -> str:
+    """KubeVirt's KVM domain made runnable under TCG (no usable KVM on PVM hosts, pitfall 1):
+    domain type ``qemu``; host-model/host-passthrough/maximum CPUs become a custom ``cpu_model``
+    (topology and NUMA kept); KVM-only features (``<kvm>``, the kvmclock timer) are dropped."""
+    root = _parse(xml)
+    root.set("type", "qemu")
+    cpu = root.find("cpu")
+    if cpu is None:
+        cpu = etree.SubElement(root, "cpu")
+    if cpu.get("mode") in (None, "host-model", "host-passthrough", "maximum"):
+        for child in list(cpu):
+            if child.tag not in ("topology", "numa"):
+                cpu.remove(child)
+        for attr in ("mode", "check", "migratable"):
+            cpu.attrib.pop(attr, None)
+        cpu.set("mode", "custom")
+        cpu.set("match", "exact")
+        model = etree.Element("model", fallback="allow")
+        model.text = cpu_model
+        cpu.insert(0, model)
+    for kvm_only in root.findall("features/kvm") + root.findall("clock/timer[@name='kvmclock']"):
+        kvm_only.getparent().remove(kvm_only)
+    return _dump(root)
+
+
+def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cmdline: str) -> str:
+    """Boot ``kernel``/``initrd`` directly (our tiny guest stands in for the containerDisk): firmware,
+    NVRAM and boot orders go, since they only slow down a TCG boot and conflict with kernel boot."""
+    root = _parse(xml)
+    os_el = root.find("os")
+    if os_el is None:
+        os_el = etree.SubElement(root, "os")
+        etree.SubElement(os_el, "type", arch="x86_64", machine="q35").text = "hvm"
+    for tag in ("loader", "nvram", "boot", "bootmenu", "kernel", "initrd", "cmdline"):
+        for el in os_el.findall(tag):
+            os_el.remove(el)
+    for tag, value in (("kernel", kernel), ("initrd", initrd), ("cmdline", cmdline)):
+        etree.SubElement(os_el, tag).text = str(value)
+    for boot in root.findall("devices/*/boot"):
+        boot.getparent().remove(boot)
+    return _dump(root)
+
+
+def with_serial_log(xml: str, path: Path | str) -> str:
+    """One serial port writing to ``path`` (KubeVirt's unix-socket console needs a client)."""
+    root = _parse(xml)
+    devices = root.find("devices")
+    for el in devices.findall("serial") + devices.findall("console"):
+        devices.remove(el)
+    serial = etree.SubElement(devices, "serial", type="file")
+    etree.SubElement(serial, "source", path=str(path))
+    etree.SubElement(serial, "target", port="0")
+    return _dump(root)
+
+
+def serial_log_path(xml: str) -> Path | None:
+    root = _parse(xml)
+    for serial in root.findall("devices/serial"):
+        source = serial.find("source")
+        if serial.get("type") == "file" and source is not None and source.get("path"):
+            return Path(source.get("path"))
+        log = serial.find("log")
+        if log is not None and log.get("file"):
+            return Path(log.get("file"))
+    return None
+
+
+def interface_with_link_state(xml: str, mac: str, up: bool) -> str:
+    """The ``<interface>`` with ``mac`` from a domain's XML, its ``<link state>`` set (for an
+    update-device call, the way KubeVirt's link-refresh and link state API do it)."""
+    root = _parse(xml)
+    for iface in root.findall("devices/interface"):
+        mac_el = iface.find("mac")
+        if mac_el is not None and mac_el.get("address", "").lower() == mac.lower():
+            for link in iface.findall("link"):
+                iface.remove(link)
+            etree.SubElement(iface, "link", state="up" if up else "down")
+            return _dump(iface)
+    raise LibvirtError(f"the domain has no interface with MAC {mac}")
+
+
+def minimal_domain_xml(name: str, interfaces: Iterable[tuple[str, str]], memory_mib: int = 256,
+                       vcpus: int = 1) -> str:
+    """A small domain shaped like KubeVirt's (KVM, host-model CPU, tap interfaces as the bridge
+    binding writes them: ``(tap, mac)``), for tests and benchmarks until the domain builder of the
+    launcher is at hand; run it through to_tcg and with_direct_kernel_boot like any other."""
+    root = etree.Element("domain", type="kvm")
+    etree.SubElement(root, "name").text = name
+    etree.SubElement(root, "memory", unit="MiB").text = str(memory_mib)
+    etree.SubElement(root, "vcpu", placement="static").text = str(vcpus)
+    os_el = etree.SubElement(root, "os")
+    etree.SubElement(os_el, "type", arch="x86_64", machine="q35").text = "hvm"
+    etree.SubElement(os_el, "boot", dev="hd")
+    features = etree.SubElement(root, "features")
+    etree.SubElement(features, "acpi")
+    etree.SubElement(root, "cpu", mode="host-model")
+    for event in ("on_poweroff", "on_reboot", "on_crash"):
+        etree.SubElement(root, event).text = "destroy"
+    devices = etree.SubElement(root, "devices")
+    for tap, mac in interfaces:
+        iface = etree.SubElement(devices, "interface", type="ethernet")
+        etree.SubElement(iface, "mac", address=mac)
+        etree.SubElement(iface, "target", dev=tap, managed="no")
+        etree.SubElement(iface, "model", type="virtio")
+        etree.SubElement(iface, "rom", enabled="no")  # KubeVirt: no option ROM unless booting from it
+    etree.SubElement(devices, "memballoon", model="none")
+    return _dump(root)
+
+
+# ---- the private libvirtd (effectful) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    def dir(self, host_dir: str) -> Path:
+        return self.root / MOUNTS[host_dir]
+
+    @property
+    def socket(self) -> Path:
+        return self.dir("/run/libvirt") / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu:///system?socket={self.socket}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "libvirtd.pid"
+
+    @property
+    def capabilities(self) -> Path:
+        return self.dir("/var/cache/libvirt") / CAPABILITIES
+
+
+def shared_capabilities_dir() -> Path:
+    return paths.cache_dir() / "libvirt-qemu-capabilities"
+
+
+def _prepare(layout: Layout) -> None:
+    for host_dir in MOUNTS:
+        layout.dir(host_dir).mkdir(parents=True, exist_ok=True)
+    etc = layout.dir("/etc/libvirt")
+    shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True, symlinks=True)
+    # no autostarted networks (virbr0 + dnsmasq in the pod) and no leftover domains
+    for autostart in etc.glob("qemu/networks/autostart/*"):
+        autostart.unlink()
+    with open(etc / "qemu.conf", "a") as conf:
+        conf.write(QEMU_CONF)
+    for sub in ("qemu", "qemu/channel/target", "qemu/nvram", "images"):
+        (layout.dir("/var/lib/libvirt") / sub).mkdir(parents=True, exist_ok=True)
+    (layout.dir("/var/log/libvirt") / "qemu").mkdir(parents=True, exist_ok=True)
+    layout.capabilities.mkdir(parents=True, exist_ok=True)
+    shared = shared_capabilities_dir()
+    if shared.is_dir():
+        for cached in shared.glob("*.xml"):
+            shutil.copy2(cached, layout.capabilities / cached.name)
+
+
+class PrivateLibvirtd:
+    """A running libvirtd in a pod's netns; its domains are recorded in the pod's journal."""
+
+    def __init__(self, pod: Pod, layout: Layout, record: procs.ProcessRecord):
+        self.pod, self.layout, self.record = pod, layout, record
+        self._conn: libvirt.virConnect | None = None
+
+    @classmethod
+    def start(cls, pod: Pod, timeout: float = 15.0) -> "PrivateLibvirtd":
+        layout = Layout(pod.names.directory / "libvirt")
+        if len(str(layout.socket)) > _SUN_PATH_MAX:
+            raise LibvirtError(f"{layout.socket} is longer than a unix socket path may be ({_SUN_PATH_MAX});"
+                               " use a shorter runtime dir (NETBIND_RUNTIME_DIR)")
+        _prepare(layout)
+        # Pinned to CPU 0: libvirt 9.0 keys its capabilities cache on the host's raw CPUID, which
+        # carries the APIC id of the CPU the probe ran on, so an unpinned libvirtd finds the cache
+        # "outdated" (host cpuid changed) on every other start and re-probes for ~8 s. qemu does
+        # not inherit the pinning: libvirt resets its affinity to all online CPUs.
+        argv = ["taskset", "--cpu-list", "0", "libvirtd", "--pid-file", str(layout.pidfile)]
+        binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)
+        record = pod.start(pod.process_spec("libvirtd", argv, binds=binds))
+        deadline = time.monotonic() + timeout
+        while not layout.socket.exists():
+            if not procs.alive(record.pid, record.starttime) or time.monotonic() > deadline:
+                tail = procs.log_tail(record.log)
+                pod.stop("libvirtd")
+                raise LibvirtError(f"libvirtd in {pod.netns} did not open {layout.socket}: {tail}")
+            time.sleep(0.01)
+        return cls(pod, layout, record)
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            self._conn = libvirt.open(self.layout.uri)
+        return self._conn
+
+    def define(self, xml: str) -> libvirt.virDomain:
+        name = _parse(xml).findtext("name")
+        entry = self.pod.journal.intend("domain", name, uri=self.layout.uri)
+        try:
+            domain = self.conn.defineXML(xml)
+        except libvirt.libvirtError as exc:
+            self.pod.journal.undo(since=self.pod.journal.entries.index(entry))
+            raise LibvirtError(f"define {name}: {exc}") from None
+        self.pod.journal.created(entry)
+        self.share_capabilities()
+        return domain
+
+    def domain(self, name: str) -> libvirt.virDomain:
+        return self.conn.lookupByName(name)
+
+    def start_domain(self, name: str) -> None:
+        try:
+            self.domain(name).create()
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"start {name}: {exc}") from None
+
+    def remove_domain(self, name: str) -> None:
+        for entry in self.pod.journal.find("domain", name):
+            self.pod.journal.undo(since=self.pod.journal.entries.index(entry))
+
+    def set_link_state(self, name: str, mac: str, up: bool) -> None:
+        domain = self.domain(name)
+        device = interface_with_link_state(domain.XMLDesc(0), mac, up)
+        domain.updateDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def console_log(self, name: str) -> str:
+        path = serial_log_path(self.domain(name).XMLDesc(0))
+        if path is None or not path.exists():
+            return ""
+        return path.read_text(errors="replace")
+
+    def share_capabilities(self) -> None:
+        """Offer this libvirtd's probed QEMU capabilities to the next ones (pitfall 8)."""
+        shared = shared_capabilities_dir()
+        fresh = [p for p in self.layout.capabilities.glob("*.xml")
+                 if not (shared / p.name).exists() or (shared / p.name).read_bytes() != p.read_bytes()]
+        if not fresh:
+            return
+        shared.mkdir(parents=True, exist_ok=True)
+        for probed in fresh:
+            tmp = shared / f".{probed.name}.tmp"
+            shutil.copy2(probed, tmp)
+            tmp.replace(shared / probed.name)
+
+    def stop(self) -> None:
+        """Remove its domains, then stop libvirtd (what ``down`` would do from the journal)."""
+        for entry in self.pod.journal.find("domain"):
+            self.remove_domain(entry.name)
+        self.close()
+        self.pod.stop("libvirtd")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+
+def undo_domain(attrs: dict[str, Any]) -> None:
+    """Destroy and undefine a recorded domain, if its libvirtd still answers (if not, its qemu
+    goes with the pod namespace's processes)."""
+    socket = Path(attrs["uri"].split("socket=", 1)[1])
+    if not socket.exists():
+        return
+    try:
+        conn = libvirt.open(attrs["uri"])
+    except libvirt.libvirtError:
+        return
+    try:
+        domain = conn.lookupByName(attrs["name"])
+        if domain.isActive():
+            domain.destroy()
+        domain.undefine()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise LibvirtError(f"remove domain {attrs['name']}: {exc}") from None
+    finally:
+        conn.close()

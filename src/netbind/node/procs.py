@@ -1,0 +1,157 @@
+"""Supervised processes "in a pod": its network namespace, a private mount namespace with bind
+mounts (e.g. the sidecar's sockets directory at /var/run/kubevirt-hooks), a log file, a pidfile,
+and a stop that sends SIGTERM, then SIGKILL after a grace period.
+
+A process is identified by (pid, start time) so that a recorded pid reused by an unrelated process
+after a crash is never signalled.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+# Runs inside the new mount namespace: bind mounts (SOURCE TARGET ro|rw)... then "--", then exec.
+# `ip netns exec` already unshares the mount namespace and makes "/" a slave, so these mounts
+# never show up outside; without a netns, unshare(1) provides the same.
+_BIND_THEN_EXEC = (
+    'set -e; while [ "$1" != -- ]; do mount --bind "$1" "$2"; '
+    'if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi; shift 3; done; shift; exec "$@"'
+)
+
+
+class ProcessError(RuntimeError):
+    """A supervised process failed to start or stay up; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str                       # unique within its owner, e.g. "libvirtd", "hook-sidecar-0"
+    argv: tuple[str, ...]
+    log: Path
+    pidfile: Path
+    netns: str | None = None
+    binds: tuple[Bind, ...] = ()
+    env: Mapping[str, str] | None = None   # None: inherit; else exactly this environment
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    name: str
+    pid: int
+    starttime: int
+    log: str
+    pidfile: str
+    argv: list[str] = field(default_factory=list)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"pid": self.pid, "starttime": self.starttime, "log": self.log, "pidfile": self.pidfile,
+                "argv": self.argv}
+
+
+def command_line(spec: ProcessSpec) -> list[str]:
+    """The full argv that realizes the spec's namespaces and mounts (pure)."""
+    argv = list(spec.argv)
+    if spec.binds:
+        words: list[str] = []
+        for bind in spec.binds:
+            words += [str(bind.source), bind.target, "ro" if bind.read_only else "rw"]
+        argv = ["/bin/sh", "-c", _BIND_THEN_EXEC, "nb-launch", *words, "--", *argv]
+        if spec.netns is None:
+            argv = ["unshare", "--mount", "--propagation", "slave", *argv]
+    if spec.netns is not None:
+        argv = ["ip", "netns", "exec", spec.netns, *argv]
+    return argv
+
+
+def _starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot); None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        _reap(pid)
+        return None
+    return int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def start(spec: ProcessSpec, settle: float = 0.05) -> ProcessRecord:
+    """Start the process; one that exits within ``settle`` seconds is an error carrying its log.
+    Readiness beyond that (a socket, a pidfile) is the caller's to wait for."""
+    spec.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.log, "ab") as log:
+        proc = subprocess.Popen(command_line(spec), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env=dict(spec.env) if spec.env is not None else None,
+                                cwd=spec.cwd, start_new_session=True, close_fds=True)
+    # `ip netns exec`, sh and unshare all exec, so the pid we started is the pid of the program
+    starttime = _starttime(proc.pid)
+    try:
+        proc.wait(timeout=settle)
+    except subprocess.TimeoutExpired:
+        pass
+    if starttime is None or proc.returncode is not None:
+        proc.wait()
+        raise ProcessError(f"{spec.name} exited at once (status {proc.returncode}): {log_tail(spec.log)}")
+    spec.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    spec.pidfile.write_text(f"{proc.pid}\n")
+    return ProcessRecord(spec.name, proc.pid, starttime, str(spec.log), str(spec.pidfile), list(spec.argv))
+
+
+def alive(pid: int, starttime: int) -> bool:
+    return _starttime(pid) == starttime
+
+
+def stop(pid: int, starttime: int, grace: float = 5.0) -> None:
+    """SIGTERM the process (and its process group), SIGKILL after ``grace`` seconds; idempotent."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if not alive(pid, starttime):
+            return
+        try:
+            os.killpg(pid, sig)  # start() made it a session (and group) leader
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not alive(pid, starttime):
+                return
+            time.sleep(0.02)
+    if alive(pid, starttime):
+        raise ProcessError(f"pid {pid} survived SIGKILL")
+
+
+def undo_process(attrs: dict[str, Any]) -> None:
+    if "pid" in attrs:
+        stop(attrs["pid"], attrs["starttime"], grace=attrs.get("grace", 5.0))
+    if attrs.get("pidfile"):
+        Path(attrs["pidfile"]).unlink(missing_ok=True)
+
+
+def log_tail(path: Path | str, lines: int = 20) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
