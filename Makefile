@@ -8,7 +8,9 @@ DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps
 # The local node runtime (issue 5): TCG QEMU, a private libvirtd per pod, passt, a DHCP peer for
 # tests; pkg-config + libvirt-dev build libvirt-python. (The tiny guest takes its kernel and its
 # static busybox from .debs it downloads itself: busybox-static Conflicts: busybox, so not here.)
-DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base pkg-config libvirt-dev
+DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base
+# libvirt-python builds from source against the host's libvirt
+DEB_PACKAGES += pkg-config libvirt-dev gcc libc6-dev python3-dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench clean
