@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from typing import IO, Any
@@ -12,6 +13,9 @@ from lxml import etree
 
 AUDIT_MODES = ("diff", "summary", "off")
 _PRETTY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+# A changed line longer than this means compact XML: the diff is then taken of a pretty-printed copy.
+_MAX_DIFF_LINE = 240
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@", re.MULTILINE)
 
 
 def audit_mode_from_env(default: str = "diff") -> str:
@@ -22,7 +26,7 @@ def audit_mode_from_env(default: str = "diff") -> str:
 
 
 def _pretty_lines(xml: bytes) -> list[str]:
-    """One element per line, so a diff of compact XML (as KubeVirt sends it) stays readable."""
+    """One element per line, so a diff of compact XML stays readable."""
     try:
         root = etree.fromstring(xml, _PRETTY_PARSER)
         text = etree.tostring(root, encoding="unicode", pretty_print=True)
@@ -31,9 +35,55 @@ def _pretty_lines(xml: bytes) -> list[str]:
     return text.splitlines(keepends=True)
 
 
+def _common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """Lengths of the common leading and trailing runs of lines (not overlapping)."""
+    limit = min(len(a), len(b))
+    head = 0
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def unified_diff(a: list[str], b: list[str], *, fromfile: str, tofile: str, n: int = 1) -> str:
+    """``difflib.unified_diff`` of the lines that differ: the common head and tail (all but ``n``
+    context lines) are cut before difflib's quadratic matcher runs, and hunk line numbers are
+    shifted back. A hook changes a few elements of a long document, so this is the cheap part."""
+    head, tail = _common_ends(a, b)
+    return _trimmed_diff(a, b, head, tail, fromfile, tofile, n)
+
+
+def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: str, tofile: str,
+                  n: int) -> str:
+    if head == len(a) == len(b):
+        return ""
+    start = max(0, head - n)
+    keep = max(0, tail - n)
+    body = "".join(difflib.unified_diff(a[start:len(a) - keep], b[start:len(b) - keep],
+                                        fromfile=fromfile, tofile=tofile, n=n))
+    if not start:
+        return body
+
+    def shift(match: re.Match) -> str:
+        return (f"@@ -{int(match[1]) + start}{match[2] or ''} "
+                f"+{int(match[3]) + start}{match[4] or ''} @@")
+
+    return _HUNK_HEADER.sub(shift, body)
+
+
 def xml_diff(before: bytes, after: bytes) -> str:
-    return "".join(difflib.unified_diff(_pretty_lines(before), _pretty_lines(after),
-                                        fromfile="domain.in.xml", tofile="domain.out.xml", n=1))
+    """Unified diff of two serializations of a domain, line by line as written (KubeVirt indents
+    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first."""
+    a = before.decode("utf-8", "replace").splitlines(keepends=True)
+    b = after.decode("utf-8", "replace").splitlines(keepends=True)
+    head, tail = _common_ends(a, b)
+    changed = a[head:len(a) - tail] + b[head:len(b) - tail]
+    if any(len(line) > _MAX_DIFF_LINE for line in changed):
+        return unified_diff(_pretty_lines(before), _pretty_lines(after),
+                            fromfile="domain.in.xml", tofile="domain.out.xml", n=1)
+    return _trimmed_diff(a, b, head, tail, "domain.in.xml", "domain.out.xml", 1)
 
 
 class AuditLog:
