@@ -100,3 +100,64 @@ def test_call_record_reports_what_the_handler_changed():
     assert second["changed"] is True
     assert second["diff"] == ("--- domain.in.xml\n+++ domain.out.xml\n@@ -1,3 +1,3 @@\n <domain>\n"
                               "-  <name>vm</name>\n+  <name>vm2</name>\n </domain>")
+
+
+def test_background_writer_keeps_order_and_writes_everything_on_close():
+    log = AuditLog("diff", stream=io.StringIO(), sidecar="s")
+    log.start_background()
+    doc = b"<domain>\n  <name>vm</name>\n</domain>"
+    for i in range(50):
+        log.call("OnDefineDomain", version="v1alpha3", vmi=f"ns/vm{i}", duration_s=0.0, before=doc,
+                 after=doc.replace(b"vm", f"vm{i}".encode()))
+        log.event("tick", n=i)
+    log.close()
+    records = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+    assert [r.get("vmi") or r["n"] for r in records] == [x for i in range(50) for x in (f"ns/vm{i}", i)]
+    assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in zip(range(50), records[::2]))
+    log.event("after-close")  # written at once again
+    assert json.loads(log.stream.getvalue().splitlines()[-1])["event"] == "after-close"
+
+
+SIDECAR_SCRIPT = """
+import sys
+from netbind.hooks import App, Interface
+app = App("audited", audit="diff")
+
+@app.on_define_domain
+def define(domain, ctx):
+    iface = Interface.create("ethernet")
+    iface.alias = "ua-" + ctx.vmi_name.split("/")[-1]
+    domain.put_interface(iface)
+
+sys.exit(app.run(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "shutdown-rpc"])
+def test_no_audit_record_is_lost_when_the_sidecar_stops(tmp_path, hook_sockets_dir, stop):
+    import signal
+    import sys
+
+    from netbind.launcher.hooks import HookManager
+    from netbind.testing.hooks import SidecarProcess
+
+    script = tmp_path / "sidecar.py"
+    script.write_text(SIDECAR_SCRIPT)
+    domain = b"<domain>\n\t<devices>\n" + b'\t\t<disk type="file"/>\n' * 30 + b"\t</devices>\n</domain>"
+    with SidecarProcess([sys.executable, str(script)], hook_sockets_dir / "s" / "a.sock") as proc:
+        with HookManager(hook_sockets_dir, persistent=True) as manager:
+            manager.collect(1, timeout=5)
+            for i in range(40):
+                vmi = json.dumps({"metadata": {"namespace": "ns", "name": f"vm{i}"}}).encode()
+                manager.on_define_domain(domain, vmi)
+            if stop == "shutdown-rpc":
+                manager.shutdown()
+            else:
+                proc.process.send_signal(signal.SIGTERM)  # right after the last reply
+        assert proc.wait(10) == 0
+        records = proc.audit_records()
+    calls = [r for r in records if r["event"] == "call"]
+    assert [r["vmi"] for r in calls] == [f"ns/vm{i}" for i in range(40)]
+    assert all(f'+\t\t<interface type="ethernet">' in r["diff"] and f'<alias name="ua-vm{i}"/>' in r["diff"]
+               for i, r in enumerate(calls))
+    assert records[-1]["event"] == "stopped"

@@ -1,11 +1,14 @@
 """Audit trail: one JSON object per line on stderr for every call and lifecycle event."""
 from __future__ import annotations
 
+import atexit
 import difflib
 import json
 import os
+import queue
 import re
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -87,30 +90,40 @@ def xml_diff(before: bytes, after: bytes) -> str:
 
 
 class AuditLog:
+    """Writes audit records as JSON lines, in the order they were logged.
+
+    While a sidecar serves, records are written by a background thread (:meth:`start_background`),
+    so the diff and the write happen after the reply has gone out; :meth:`close` (called when the
+    server stops, and at interpreter exit) writes everything still queued. Otherwise, and after
+    ``close``, records are written at once.
+    """
+
     def __init__(self, mode: str = "diff", stream: IO[str] | None = None, sidecar: str = ""):
         if mode not in AUDIT_MODES:
             raise ValueError(f"audit mode {mode!r}: use one of {', '.join(AUDIT_MODES)}")
         self.mode = mode
         self.stream = stream
         self.sidecar = sidecar
+        self._lock = threading.Lock()
+        self._queue: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
+        self._atexit = False
 
+    # -- logging --------------------------------------------------------------------------------
     def event(self, event: str, **fields: Any) -> None:
         if self.mode == "off":
             return
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sidecar": self.sidecar,
-                  "event": event}
-        record.update({k: v for k, v in fields.items() if v is not None})
-        stream = self.stream or sys.stderr
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        stream.flush()
+        self._submit((time.time(), event, fields, None))
 
     def call(self, hook: str, *, version: str, vmi: str | None, duration_s: float,
              before: bytes | None = None, after: bytes | None = None,
              error: str | None = None, code: str | None = None) -> None:
+        """``before`` is the input as the domain serializer writes it, ``after`` the output."""
         if self.mode == "off":
             return
         fields: dict[str, Any] = {"hook": hook, "version": version, "vmi": vmi,
                                   "duration_ms": round(duration_s * 1000, 3)}
+        pair = None
         if error is not None:
             fields.update(status="error", code=code, error=error)
         else:
@@ -119,5 +132,69 @@ class AuditLog:
                 changed = before != after
                 fields["changed"] = changed
                 if changed and self.mode == "diff":
-                    fields["diff"] = xml_diff(before, after)
-        self.event("call", **fields)
+                    pair = (before, after)
+        self._submit((time.time(), "call", fields, pair))
+
+    # -- writing --------------------------------------------------------------------------------
+    def _submit(self, item: tuple) -> None:
+        with self._lock:
+            if self._queue is not None:
+                self._queue.put(item)
+                return
+        self._write(item)
+
+    def _write(self, item: tuple) -> None:
+        when, event, fields, pair = item
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "sidecar": self.sidecar,
+                  "event": event}
+        record.update({k: v for k, v in fields.items() if v is not None})
+        if pair is not None:
+            try:
+                record["diff"] = xml_diff(*pair)
+            except Exception as exc:  # keep the record; say why the diff is missing
+                record["diff_error"] = f"{type(exc).__name__}: {exc}"
+        stream = self.stream or sys.stderr
+        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        stream.flush()
+
+    def _drain(self, jobs: queue.Queue) -> None:
+        while True:
+            item = jobs.get()
+            try:
+                if item is None:
+                    return
+                try:
+                    self._write(item)
+                except Exception:  # a broken stream must not stop the writer (nor the sidecar)
+                    pass
+            finally:
+                jobs.task_done()
+
+    def start_background(self) -> None:
+        """Write from a background thread from now on (idempotent)."""
+        with self._lock:
+            if self._queue is not None:
+                return
+            self._queue = queue.Queue()
+            self._writer = threading.Thread(target=self._drain, args=(self._queue,),
+                                            name="netbind-hook-audit", daemon=True)
+            self._writer.start()
+            if not self._atexit:  # records queued when the interpreter exits are still written
+                atexit.register(self.close)
+                self._atexit = True
+
+    def flush(self) -> None:
+        """Wait until every record logged so far is written."""
+        jobs = self._queue
+        if jobs is not None:
+            jobs.join()
+
+    def close(self) -> None:
+        """Write what is queued, stop the background thread, write synchronously again."""
+        with self._lock:
+            jobs, writer = self._queue, self._writer
+            self._queue = self._writer = None
+            if jobs is not None:
+                jobs.put(None)
+        if writer is not None:
+            writer.join()
