@@ -59,7 +59,10 @@ def test_trimmed_diff_transforms_the_first_document_into_the_second(a, b):
     assert (diff == "") == (a == b)
 
 
-@pytest.mark.parametrize("vector", sorted(ORACLE.glob("*.json")), ids=lambda p: p.stem)
+SUCCESS_VECTORS = [p for p in sorted(ORACLE.glob("*.json")) if not json.loads(p.read_text()).get("error")]
+
+
+@pytest.mark.parametrize("vector", SUCCESS_VECTORS, ids=lambda p: p.stem)
 def test_diff_of_the_passt_sidecar_on_each_vector_is_difflibs_full_diff(vector):
     """On real documents the trimmed diff adds and removes the same lines as difflib's full diff
     (an insertion among equal lines may be placed differently) and reproduces the output."""
@@ -67,8 +70,6 @@ def test_diff_of_the_passt_sidecar_on_each_vector_is_difflibs_full_diff(vector):
     from netbind.plugins.passt.sidecar import on_define_domain
 
     case = json.loads(vector.read_text())
-    if case.get("error"):
-        pytest.skip("error vector: no output domain")
     app = App("passt", binding=case["sidecar_env"].get("NETWORK_BINDING_PLUGIN_NAME") or "passt", audit="off")
     app.on_define_domain(on_define_domain)
     before = Domain.parse(case["input_domain_xml"]).to_bytes()
