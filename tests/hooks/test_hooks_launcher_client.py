@@ -199,3 +199,29 @@ def test_interface_helper_through_the_wire(hook_sidecar):
     out = sidecar.define_domain("<domain><devices><disk/></devices></domain>", {})
     assert out == b'<domain><devices><interface type="ethernet"><alias name="ua-x"/></interface><disk/></devices></domain>'
     assert json.loads(json.dumps(sidecar.info()))["name"] == "iface"
+
+
+def _open_connections(socket_path) -> int:
+    """Connected server-side sockets of ``socket_path`` (accepted sockets carry the bound path)."""
+    with open("/proc/net/unix") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if len(row) >= 8 and row[7] == str(socket_path) and row[5] == "03")
+
+
+def _wait_for_connections(socket_path, expected: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := _open_connections(socket_path)) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_dials_per_call_like_virt_launcher_unless_persistent(hook_sidecar, persistent):
+    sidecar = hook_sidecar(tagging_app("t"))
+    with HookManager(sidecar.sockets_dir, persistent=persistent) as manager:
+        manager.collect(1, timeout=5)
+        for _ in range(3):
+            assert manager.on_define_domain(b"<domain/>", b"{}") == b'<domain chain="t"/>'
+        # per call: every connection is closed after its call; persistent: one stays open
+        assert _wait_for_connections(sidecar.socket_path, 1 if persistent else 0) == (1 if persistent else 0)
+    assert _wait_for_connections(sidecar.socket_path, 0) == 0

@@ -116,15 +116,18 @@ class App:
         """Run the OnDefineDomain handler on raw request bytes; returns the new domain XML."""
         started = time.perf_counter()
         ctx: HookContext | None = None
+        before = out = bytes(domain_xml)
         try:
             ctx = self._context(ON_DEFINE_DOMAIN, version, vmi_json)
-            if self._define is None:
-                out = bytes(domain_xml)
-            else:
+            if self._define is not None:
                 try:
                     domain = Domain.parse(domain_xml, max_bytes=self.max_domain_bytes)
                 except DomainXMLError as exc:
                     raise InvalidInput(str(exc)) from None
+                if self.audit.mode != "off":
+                    # the input as our serializer writes it: the audit then reports what the
+                    # handler changed, not how lxml re-spells KubeVirt's XML (<a></a> -> <a/>)
+                    before = domain.to_bytes()
                 result = self._define(domain, ctx)
                 if result is None:
                     result = domain
@@ -136,7 +139,7 @@ class App:
             self._audit_error(ON_DEFINE_DOMAIN, version, ctx, started, exc)
             raise
         self.audit.call(ON_DEFINE_DOMAIN, version=version, vmi=ctx.vmi_name,
-                        duration_s=time.perf_counter() - started, before=bytes(domain_xml), after=out)
+                        duration_s=time.perf_counter() - started, before=before, after=out)
         return out
 
     def cloud_init(self, cloud_init_data: bytes, vmi_json: bytes, version: str = "v1alpha3") -> bytes:

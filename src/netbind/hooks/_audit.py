@@ -1,10 +1,14 @@
 """Audit trail: one JSON object per line on stderr for every call and lifecycle event."""
 from __future__ import annotations
 
+import atexit
 import difflib
 import json
 import os
+import queue
+import re
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -12,6 +16,9 @@ from lxml import etree
 
 AUDIT_MODES = ("diff", "summary", "off")
 _PRETTY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+# A changed line longer than this means compact XML: the diff is then taken of a pretty-printed copy.
+_MAX_DIFF_LINE = 240
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@", re.MULTILINE)
 
 
 def audit_mode_from_env(default: str = "diff") -> str:
@@ -22,7 +29,7 @@ def audit_mode_from_env(default: str = "diff") -> str:
 
 
 def _pretty_lines(xml: bytes) -> list[str]:
-    """One element per line, so a diff of compact XML (as KubeVirt sends it) stays readable."""
+    """One element per line, so a diff of compact XML stays readable."""
     try:
         root = etree.fromstring(xml, _PRETTY_PARSER)
         text = etree.tostring(root, encoding="unicode", pretty_print=True)
@@ -31,36 +38,92 @@ def _pretty_lines(xml: bytes) -> list[str]:
     return text.splitlines(keepends=True)
 
 
+def _common_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """Lengths of the common leading and trailing runs of lines (not overlapping)."""
+    limit = min(len(a), len(b))
+    head = 0
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def unified_diff(a: list[str], b: list[str], *, fromfile: str, tofile: str, n: int = 1) -> str:
+    """``difflib.unified_diff`` of the lines that differ: the common head and tail (all but ``n``
+    context lines) are cut before difflib's quadratic matcher runs, and hunk line numbers are
+    shifted back. A hook changes a few elements of a long document, so this is the cheap part."""
+    head, tail = _common_ends(a, b)
+    return _trimmed_diff(a, b, head, tail, fromfile, tofile, n)
+
+
+def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: str, tofile: str,
+                  n: int) -> str:
+    if head == len(a) == len(b):
+        return ""
+    start = max(0, head - n)
+    keep = max(0, tail - n)
+    body = "".join(difflib.unified_diff(a[start:len(a) - keep], b[start:len(b) - keep],
+                                        fromfile=fromfile, tofile=tofile, n=n))
+    if not start:
+        return body
+
+    def shift(match: re.Match) -> str:
+        return (f"@@ -{int(match[1]) + start}{match[2] or ''} "
+                f"+{int(match[3]) + start}{match[4] or ''} @@")
+
+    return _HUNK_HEADER.sub(shift, body)
+
+
 def xml_diff(before: bytes, after: bytes) -> str:
-    return "".join(difflib.unified_diff(_pretty_lines(before), _pretty_lines(after),
-                                        fromfile="domain.in.xml", tofile="domain.out.xml", n=1))
+    """Unified diff of two serializations of a domain, line by line as written (KubeVirt indents
+    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first."""
+    a = before.decode("utf-8", "replace").splitlines(keepends=True)
+    b = after.decode("utf-8", "replace").splitlines(keepends=True)
+    head, tail = _common_ends(a, b)
+    changed = a[head:len(a) - tail] + b[head:len(b) - tail]
+    if any(len(line) > _MAX_DIFF_LINE for line in changed):
+        return unified_diff(_pretty_lines(before), _pretty_lines(after),
+                            fromfile="domain.in.xml", tofile="domain.out.xml", n=1)
+    return _trimmed_diff(a, b, head, tail, "domain.in.xml", "domain.out.xml", 1)
 
 
 class AuditLog:
+    """Writes audit records as JSON lines, in the order they were logged.
+
+    While a sidecar serves, records are written by a background thread (:meth:`start_background`),
+    so the diff and the write happen after the reply has gone out; :meth:`close` (called when the
+    server stops, and at interpreter exit) writes everything still queued. Otherwise, and after
+    ``close``, records are written at once.
+    """
+
     def __init__(self, mode: str = "diff", stream: IO[str] | None = None, sidecar: str = ""):
         if mode not in AUDIT_MODES:
             raise ValueError(f"audit mode {mode!r}: use one of {', '.join(AUDIT_MODES)}")
         self.mode = mode
         self.stream = stream
         self.sidecar = sidecar
+        self._lock = threading.Lock()
+        self._queue: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
+        self._atexit = False
 
+    # -- logging --------------------------------------------------------------------------------
     def event(self, event: str, **fields: Any) -> None:
         if self.mode == "off":
             return
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sidecar": self.sidecar,
-                  "event": event}
-        record.update({k: v for k, v in fields.items() if v is not None})
-        stream = self.stream or sys.stderr
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        stream.flush()
+        self._submit((time.time(), event, fields, None))
 
     def call(self, hook: str, *, version: str, vmi: str | None, duration_s: float,
              before: bytes | None = None, after: bytes | None = None,
              error: str | None = None, code: str | None = None) -> None:
+        """``before`` is the input as the domain serializer writes it, ``after`` the output."""
         if self.mode == "off":
             return
         fields: dict[str, Any] = {"hook": hook, "version": version, "vmi": vmi,
                                   "duration_ms": round(duration_s * 1000, 3)}
+        pair = None
         if error is not None:
             fields.update(status="error", code=code, error=error)
         else:
@@ -69,5 +132,69 @@ class AuditLog:
                 changed = before != after
                 fields["changed"] = changed
                 if changed and self.mode == "diff":
-                    fields["diff"] = xml_diff(before, after)
-        self.event("call", **fields)
+                    pair = (before, after)
+        self._submit((time.time(), "call", fields, pair))
+
+    # -- writing --------------------------------------------------------------------------------
+    def _submit(self, item: tuple) -> None:
+        with self._lock:
+            if self._queue is not None:
+                self._queue.put(item)
+                return
+        self._write(item)
+
+    def _write(self, item: tuple) -> None:
+        when, event, fields, pair = item
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "sidecar": self.sidecar,
+                  "event": event}
+        record.update({k: v for k, v in fields.items() if v is not None})
+        if pair is not None:
+            try:
+                record["diff"] = xml_diff(*pair)
+            except Exception as exc:  # keep the record; say why the diff is missing
+                record["diff_error"] = f"{type(exc).__name__}: {exc}"
+        stream = self.stream or sys.stderr
+        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        stream.flush()
+
+    def _drain(self, jobs: queue.Queue) -> None:
+        while True:
+            item = jobs.get()
+            try:
+                if item is None:
+                    return
+                try:
+                    self._write(item)
+                except Exception:  # a broken stream must not stop the writer (nor the sidecar)
+                    pass
+            finally:
+                jobs.task_done()
+
+    def start_background(self) -> None:
+        """Write from a background thread from now on (idempotent)."""
+        with self._lock:
+            if self._queue is not None:
+                return
+            self._queue = queue.Queue()
+            self._writer = threading.Thread(target=self._drain, args=(self._queue,),
+                                            name="netbind-hook-audit", daemon=True)
+            self._writer.start()
+            if not self._atexit:  # records queued when the interpreter exits are still written
+                atexit.register(self.close)
+                self._atexit = True
+
+    def flush(self) -> None:
+        """Wait until every record logged so far is written."""
+        jobs = self._queue
+        if jobs is not None:
+            jobs.join()
+
+    def close(self) -> None:
+        """Write what is queued, stop the background thread, write synchronously again."""
+        with self._lock:
+            jobs, writer = self._queue, self._writer
+            self._queue = self._writer = None
+            if jobs is not None:
+                jobs.put(None)
+        if writer is not None:
+            writer.join()

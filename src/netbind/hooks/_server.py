@@ -147,6 +147,7 @@ class SidecarServer:
         if not bound:
             raise SocketError(f"cannot listen on {self.socket_path}: {reason}")
         self._server.start()
+        self.app.audit.start_background()  # diffs and writes happen after the reply has gone out
         self.app.audit.event("serving", socket=str(self.socket_path), binding=self.app.binding,
                              versions=list(self.app.versions), hook_points=self.app.hook_points)
         return self
@@ -167,6 +168,7 @@ class SidecarServer:
             pass
         self.app.run_shutdown_handlers()
         self.app.audit.event("stopped", reason=reason)
+        self.app.audit.close()  # every record is written before the process may exit
         self.stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

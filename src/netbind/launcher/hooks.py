@@ -4,7 +4,9 @@ Behaves as KubeVirt's ``pkg/hooks/manager.go`` (spec 6.1, 6.4): sockets are the 
 sockets directory and of its per-container subdirectories (sorted), counted once per *base name*;
 ``Info`` has a 1 s deadline and an error there fails at once, while a socket that cannot be dialled
 is retried every poll period until the collect timeout; the newest common Callbacks version is
-used; ``OnDefineDomain`` is chained in discovery order with a 1 min deadline. Error texts are
+used; ``OnDefineDomain`` is chained in discovery order with a 1 min deadline. Like KubeVirt, every
+call dials a fresh connection; ``HookManager(persistent=True)`` keeps one channel per sidecar
+instead (faster, but not what virt-launcher does). Error texts are
 KubeVirt's, so a caller can compare them with what a real virt-launcher reports.
 """
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import socket
 import stat
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 HOOKS_DIR = Path("/var/run/kubevirt-hooks")
 SUPPORTED_VERSIONS = ("v1alpha3", "v1alpha2", "v1alpha1")  # preference order
@@ -198,8 +201,11 @@ class HookManager:
 
     def __init__(self, sockets_dir: str | os.PathLike = HOOKS_DIR, *, poll_period: float = POLL_PERIOD,
                  info_timeout: float = INFO_TIMEOUT, call_timeout: float = CALL_TIMEOUT,
-                 dial_timeout: float = DIAL_TIMEOUT):
+                 dial_timeout: float = DIAL_TIMEOUT, persistent: bool = False):
         self.sockets_dir = Path(sockets_dir)
+        # False: a fresh connection per call, as virt-launcher dials (spec 6.1); True: one channel
+        # per sidecar, kept until close()
+        self.persistent = persistent
         self.poll_period = poll_period
         self.info_timeout = info_timeout
         self.call_timeout = call_timeout
@@ -256,15 +262,17 @@ class HookManager:
         channel = _open_channel(path)
         try:
             info = query_info(path, timeout=self.info_timeout, channel=channel)
-        except RPCError:
+            version = next((v for v in SUPPORTED_VERSIONS if v in info["versions"]), None)
+            if version is None:
+                raise HookClientError(
+                    "Hook sidecar does not expose a supported version. Exposed versions: "
+                    f"{_go_list(info['versions'])}, supported versions: {_go_list(list(SUPPORTED_VERSIONS))}")
+        except BaseException:
             channel.close()
             raise
-        version = next((v for v in SUPPORTED_VERSIONS if v in info["versions"]), None)
-        if version is None:
+        if not self.persistent:
             channel.close()
-            raise HookClientError(
-                "Hook sidecar does not expose a supported version. Exposed versions: "
-                f"{_go_list(info['versions'])}, supported versions: {_go_list(list(SUPPORTED_VERSIONS))}")
+            channel = None
         return Sidecar(socket_path=path, name=info["name"], versions=info["versions"], version=version,
                        hook_points=info["hookPoints"], _channel=channel)
 
@@ -272,14 +280,25 @@ class HookManager:
         """Sidecars subscribed to ``hook_point``, in discovery order (priority has no effect)."""
         return [s for s in self.sidecars if s.subscribes(hook_point)]
 
-    def _stub(self, sidecar: Sidecar):
+    @contextmanager
+    def _callbacks(self, sidecar: Sidecar) -> Iterator[tuple[Any, Any]]:
+        """(messages module, Callbacks stub) for one call: on a fresh connection, closed after the
+        call, or on the sidecar's kept channel when ``persistent``."""
+        if not self.persistent:
+            pb2, pb2_grpc = _proto(sidecar.version)
+            channel = _open_channel(sidecar.socket_path)
+            try:
+                yield pb2, pb2_grpc.CallbacksStub(channel)
+            finally:
+                channel.close()
+            return
         if sidecar._channel is None:
             sidecar._channel = _open_channel(sidecar.socket_path)
             sidecar._stub = None
         if sidecar._stub is None or sidecar._stub[2] != sidecar.version:
             pb2, pb2_grpc = _proto(sidecar.version)
             sidecar._stub = (pb2, pb2_grpc.CallbacksStub(sidecar._channel), sidecar.version)
-        return sidecar._stub[0], sidecar._stub[1]
+        yield sidecar._stub[0], sidecar._stub[1]
 
     # -- hook points ----------------------------------------------------------------------------
     def on_define_domain(self, domain_xml: bytes, vmi_json: bytes, *, trace: list | None = None) -> bytes:
@@ -288,11 +307,11 @@ class HookManager:
         current = bytes(domain_xml)
         subscribers = self.callbacks(ON_DEFINE_DOMAIN)
         for sidecar in subscribers:
-            pb2, stub = self._stub(sidecar)
             started = time.perf_counter()
             try:
-                result = stub.OnDefineDomain(pb2.OnDefineDomainParams(domainXML=current, vmi=vmi_json),
-                                             timeout=self.call_timeout)
+                with self._callbacks(sidecar) as (pb2, stub):
+                    result = stub.OnDefineDomain(pb2.OnDefineDomainParams(domainXML=current, vmi=vmi_json),
+                                                 timeout=self.call_timeout)
             except grpc.RpcError as exc:
                 raise RPCError.from_grpc(exc) from None
             current = result.domainXML
@@ -310,14 +329,14 @@ class HookManager:
         for sidecar in self.callbacks(PRE_CLOUD_INIT_ISO):
             if sidecar.version == "v1alpha1":
                 continue  # v1alpha1 has no PreCloudInitIso; KubeVirt logs and skips it
-            pb2, stub = self._stub(sidecar)
             legacy = {"userData": cloud_init_data.get("UserData", ""),
                       "networkData": cloud_init_data.get("NetworkData", "")}
             try:
-                result = stub.PreCloudInitIso(
-                    pb2.PreCloudInitIsoParams(cloudInitNoCloudSource=json.dumps(legacy).encode(),
-                                              vmi=vmi_json, cloudInitData=json.dumps(cloud_init_data).encode()),
-                    timeout=self.call_timeout)
+                with self._callbacks(sidecar) as (pb2, stub):
+                    result = stub.PreCloudInitIso(
+                        pb2.PreCloudInitIsoParams(cloudInitNoCloudSource=json.dumps(legacy).encode(),
+                                                  vmi=vmi_json, cloudInitData=json.dumps(cloud_init_data).encode()),
+                        timeout=self.call_timeout)
             except grpc.RpcError as exc:
                 raise HookClientError(f"PreCloudInitIso hook failed: {RPCError.from_grpc(exc)}") from None
             data = _decode_json(result.cloudInitData, "PreCloudInitIso hook failed")
@@ -339,9 +358,9 @@ class HookManager:
         for sidecar in self.callbacks(SHUTDOWN):
             if sidecar.version != "v1alpha3":
                 continue
-            pb2, stub = self._stub(sidecar)
             try:
-                stub.Shutdown(pb2.ShutdownParams(), timeout=self.call_timeout)
+                with self._callbacks(sidecar) as (pb2, stub):
+                    stub.Shutdown(pb2.ShutdownParams(), timeout=self.call_timeout)
             except grpc.RpcError as exc:
                 raise RPCError.from_grpc(exc) from None
 

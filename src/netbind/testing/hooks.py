@@ -151,12 +151,26 @@ class RunningSidecar:
         return query_info(self.socket_path)
 
     def define_domain(self, domain_xml: bytes | str, vmi: bytes | str | dict) -> bytes:
-        with self.manager() as manager:
-            return manager.on_define_domain(_as_bytes(domain_xml), _as_bytes(vmi))
+        try:
+            with self.manager() as manager:
+                return manager.on_define_domain(_as_bytes(domain_xml), _as_bytes(vmi))
+        finally:
+            self.flush_audit()
 
     def pre_cloud_init_iso(self, cloud_init_data: dict, vmi: bytes | str | dict) -> dict:
-        with self.manager() as manager:
-            return manager.pre_cloud_init_iso(cloud_init_data, _as_bytes(vmi))
+        try:
+            with self.manager() as manager:
+                return manager.pre_cloud_init_iso(cloud_init_data, _as_bytes(vmi))
+        finally:
+            self.flush_audit()
+
+    def flush_audit(self) -> None:
+        """An in-process sidecar writes its audit records after replying: wait for them, so a
+        test reads the records of the calls it made. (A process's records are complete once it
+        has stopped.)"""
+        app = getattr(self.handle, "app", None)
+        if app is not None:
+            app.audit.flush()
 
     def shutdown(self) -> None:
         with self.manager() as manager:
