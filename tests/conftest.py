@@ -8,6 +8,14 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # the recorded KubeVirt vectors are the backbone of the suite: without them, say so once
+    if not (SHARED / "oracle").is_dir():
+        raise pytest.UsageError(
+            f"{SHARED}/oracle is missing: the suite needs the shared folder (oracle vectors) "
+            "beside the checkout, as CI lays it out (../shared)")
+
+
 def _shared_dir(name: str) -> Path:
     path = SHARED / name
     if not path.is_dir():
