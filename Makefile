@@ -9,6 +9,8 @@ DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps
 # tests; pkg-config + libvirt-dev build libvirt-python. (The tiny guest takes its kernel and its
 # static busybox from .debs it downloads itself: busybox-static Conflicts: busybox, so not here.)
 DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base pkg-config libvirt-dev
+# DHCP conformance (issue 6): ISC dhclient (v4 and -6) as a real client; udhcpc comes with busybox.
+DEB_PACKAGES += isc-dhcp-client
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench clean
