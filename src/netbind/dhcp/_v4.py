@@ -62,6 +62,8 @@ class Plan:
         self.network = config.address.network
         self.lease = encode_lease_options(config)   # 51, 58, 59 (not in INFORM replies)
         self.options = encode_config_options(config)
+        # header, cookie, type, server ID, lease options, options, end
+        self.largest_reply = HEADER.size + 4 + 3 + 6 + len(self.lease) + len(self.options) + 1
 
 
 def _opt(code: int, value: bytes) -> bytes:

@@ -75,7 +75,6 @@ class Plan:
         self.info = info
         self.iaaddr = _opt(O_IAADDR, self.address.packed + struct.pack(
             "!II", config.preferred_lifetime, config.valid_lifetime))
-        self.iaaddr_released = _opt(O_IAADDR, self.address.packed + bytes(8))
 
     def is_client(self, client_id: bytes, source: IPv6Address | None) -> bool:
         if self.config.client_duid is not None and client_id == self.config.client_duid:

@@ -69,6 +69,9 @@ class Server:
         eps = self._eps
         if cfg.v4 is not None:
             self._v4 = _v4.Plan(cfg.v4, cfg.client_mac)
+            if self._v4.largest_reply > _v4.MIN_SIZE:
+                log.warning("DHCPv4 replies take %d bytes: clients that accept only %d (no option "
+                            "57) get the options that fit, in order", self._v4.largest_reply, _v4.MIN_SIZE)
             loop.add_reader(eps.v4.fileno(), self._on_v4)
         if cfg.v6 is not None:
             server_duid = _v6.duid_ll(eps.mac.hex(":")) if len(eps.mac) == 6 else \
