@@ -66,9 +66,9 @@ def v4(iface: str, mac: str, size: int) -> dict | None:
     if "119" in options:   # RFC 3397: scapy has no name for it; its DNS name reader decodes it
         from scapy.layers.dns import dns_get_str
 
-        raw, names, pos = bytes.fromhex(options["119"].encode().hex()), [], 0
-        while pos < len(raw):
-            name, pos, *_ = dns_get_str(raw, pos)
+        raw, names = options["119"].encode(), []
+        while raw:
+            name, raw = dns_get_str(raw)[:2]
             names.append(name.decode().rstrip("."))
         options["119"] = names
     return {"yiaddr": pkt[BOOTP].yiaddr, "dst": pkt[IP].dst, "eth_dst": pkt[Ether].dst,
