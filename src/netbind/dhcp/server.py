@@ -22,6 +22,8 @@ from netbind.dhcp.config import ServerConfig, build
 log = logging.getLogger("netbind.dhcp")
 _MIN_DELAY_BETWEEN_RAS = 3.0          # RFC 4861 10
 _INITIAL_RAS, _INITIAL_RA_INTERVAL = 3, 4.0
+_MEMO_SIZE = 64
+_MISS = object()
 
 
 class ServerError(RuntimeError):
@@ -49,6 +51,9 @@ class Server:
         self._ra: bytes = b""
         self._last_ra = 0.0
         self._ra_pending = False
+        self._memo4: dict[bytes, Any] = {}
+        self._memo6: dict[tuple, Any] = {}
+        self._log_exchanges = False
 
     async def __aenter__(self) -> "Server":
         await self.start()
@@ -67,6 +72,7 @@ class Server:
         except SocketError as exc:
             raise ServerError(str(exc)) from None
         eps = self._eps
+        self._log_exchanges = log.isEnabledFor(logging.INFO)   # read once: it is on the hot path
         if cfg.v4 is not None:
             self._v4 = _v4.Plan(cfg.v4, cfg.client_mac)
             if self._v4.largest_reply > _v4.MIN_SIZE:
@@ -129,11 +135,24 @@ class Server:
                 log.warning("DHCPv4 receive failed: %s", exc)
                 return
             self._count("v4.received")
-            reply = _v4.answer(self._v4, data)
-            if reply is None:
+            # The reply is a pure function of the request: a client's retransmissions and repeated
+            # DISCOVERs differ only in the transaction ID (bytes 4-7), which is patched back in.
+            key = data[:4] + data[8:]
+            hit = self._memo4.get(key, _MISS)
+            if hit is _MISS:
+                hit = _v4.answer(self._v4, data)
+                self._remember(self._memo4, key, hit)
+            if hit is None:
                 self._v4_ignored(data)
                 continue
-            self._send(sock, reply.data, reply.destination, "v4", _v4.message_name(reply.kind))
+            out = hit.data[:4] + data[4:8] + hit.data[8:]
+            self._send(sock, out, hit.destination, "v4", _v4.message_name(hit.kind))
+
+    @staticmethod
+    def _remember(memo: dict, key: Any, reply: Any) -> None:
+        if len(memo) >= _MEMO_SIZE:    # bounded: a flood of distinct packets only churns it
+            memo.clear()
+        memo[key] = reply
 
     def _v4_ignored(self, data: bytes) -> None:
         req = _v4.parse(data)
@@ -162,16 +181,23 @@ class Server:
                 log.warning("DHCPv6 receive failed: %s", exc)
                 return
             self._count("v6.received")
-            try:
-                source = IPv6Address(addr[0].split("%")[0])
-            except ValueError:
-                source = None
-            reply = _v6.answer(self._v6, data, source)
-            if reply is None:
+            key = (data[:1] + data[4:], addr[0])     # as for v4: all but the transaction ID
+            hit = self._memo6.get(key, _MISS)
+            if hit is _MISS:
+                try:
+                    source = IPv6Address(addr[0].split("%")[0])
+                except ValueError:
+                    source = None
+                hit = _v6.answer(self._v6, data, source)
+                self._remember(self._memo6, key, hit)
+            if hit is None:
                 self._count("v6.ignored")
                 continue
-            self._send(sock, reply.data, (addr[0], addr[1], 0, self._eps.ifindex), "v6",
-                       _v6.message_name(reply.kind))
+            out = hit.data[:1] + data[1:4] + hit.data[4:]
+            # numeric address and scope ID: "fe80::1%eth0" would cost a getaddrinfo() per reply
+            dest = (addr[0].partition("%")[0], addr[1], 0, self._eps.ifindex)
+            self._send(sock, out, dest, "v6",
+                       _v6.message_name(hit.kind))
 
     def _on_rs(self) -> None:
         sock = self._eps.ra
@@ -215,8 +241,10 @@ class Server:
             self._count(f"{proto}.send_failed")
             log.warning("sending %s %s to %s failed: %s", proto, what, dest[0], exc)
             return
-        self._count(f"{proto}.answered")
-        if log.isEnabledFor(logging.INFO):
+        counters = self.counters
+        key = proto + ".answered"
+        counters[key] = counters.get(key, 0) + 1
+        if self._log_exchanges:
             log.info("%s %s to %s", proto, what, dest[0])
 
     def _schedule_ra(self, *, solicited: bool) -> None:
