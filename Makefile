@@ -11,6 +11,8 @@ DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps
 DEB_PACKAGES += qemu-system-x86 libvirt-daemon-system libvirt-clients passt dnsmasq-base
 # libvirt-python builds from source against the host's libvirt
 DEB_PACKAGES += pkg-config libvirt-dev gcc libc6-dev python3-dev
+# DHCP conformance (issue 6): ISC dhclient (v4 and -6) as a real client; udhcpc comes with busybox.
+DEB_PACKAGES += isc-dhcp-client
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv bench clean

@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "hooks": "netbind._cli.hooks:hooks",
     "cni": "netbind._cli.cni:cni",
     "down": "netbind._cli.node:down",
+    "dhcp": "netbind._cli.dhcp:dhcp",
 }
 
 
