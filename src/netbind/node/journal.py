@@ -139,9 +139,18 @@ def undo_mountpoint(attrs: dict[str, Any]) -> None:
 
 
 def mounted_anywhere(path: str) -> bool:
+    """Whether a process that shares our root directory has something mounted on ``path``.
+
+    Processes under another root (a chroot, a container) name their own directories with the same
+    strings, so they are not asked.
+    """
+    root = os.stat("/")
     seen: set[int] = set()
     for ns in Path("/proc").glob("[0-9]*/ns/mnt"):
         try:
+            their_root = os.stat(ns.parent.parent / "root")
+            if (their_root.st_dev, their_root.st_ino) != (root.st_dev, root.st_ino):
+                continue
             inode = os.stat(ns).st_ino
             if inode in seen:
                 continue
