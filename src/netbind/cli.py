@@ -17,6 +17,10 @@ _COMMANDS: dict[str, str] = {
     "hooks": "netbind._cli.hooks:hooks",
     "cni": "netbind._cli.cni:cni",
     "down": "netbind._cli.node:down",
+    "up": "netbind._cli.runtime:up",
+    "status": "netbind._cli.runtime:status",
+    "console": "netbind._cli.runtime:console",
+    "logs": "netbind._cli.runtime:logs",
 }
 
 

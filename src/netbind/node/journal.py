@@ -28,6 +28,7 @@ UNDO: dict[str, str] = {
     "mountpoint": "netbind.node.journal:undo_mountpoint",
     "file": "netbind.node.journal:undo_file",
     "domain": "netbind.node.libvirt:undo_domain",
+    "cni-attachment": "netbind.node.multus:undo_attachment",
 }
 
 
