@@ -90,6 +90,11 @@ class Journal:
         entry.state = "created"
         self.save()
 
+    def forget(self, entry: Entry) -> None:
+        """Drop an entry whose thing is known not to exist (its creator already undid it)."""
+        self.entries.remove(entry)
+        self.save()
+
     def find(self, kind: str, name: str | None = None) -> list[Entry]:
         return [e for e in self.entries if e.kind == kind and (name is None or e.name == name)]
 

@@ -103,7 +103,7 @@ def attach(journal: Journal, cni: CNIExecutor, conflist: Mapping, rt: RuntimeCon
     try:
         result = cni.add_network_list(conf, rt)
     except CNIError as exc:
-        journal.undo(since=journal.entries.index(entry))   # the executor already undid its own ADD
+        journal.forget(entry)   # the executor already DELeted the plugins of this list
         raise AttachmentError(f"CNI ADD of {network} as {rt.ifname} failed: {exc}") from None
     journal.created(entry)
     mac = rt.capability_args.get("mac") if rt.capability_args else None

@@ -77,6 +77,7 @@ class UpOptions:
     wait_timeout: float = DEFAULT_WAIT
     runtime: Path | None = None
     profile: Profile = LATEST
+    socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
 
 
 @dataclass
@@ -407,7 +408,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
-        deadline = time.monotonic() + SOCKET_TIMEOUT
+        deadline = time.monotonic() + options.socket_timeout
         while True:
             for record in records:
                 if not procs.alive(record.pid, record.starttime):
@@ -418,7 +419,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                 break
             if time.monotonic() > deadline:
                 raise UpError(f"{len(records) - len(ready)} sidecar(s) did not open a hook socket under"
-                              f" {pod.names.hooks_dir} within {SOCKET_TIMEOUT:g} s (virt-launcher: Failed to"
+                              f" {pod.names.hooks_dir} within {options.socket_timeout:g} s (virt-launcher: Failed to"
                               " collect all expected sidecar hook sockets within given timeout)",
                               details=sidecar_logs())
             time.sleep(0.005)
