@@ -106,7 +106,6 @@ def require_node_binaries() -> None:
     from netbind.testing import require_binary
 
     require_binary("passt", "passt")
-    require_binary("prlimit", "util-linux")
 
 
 def _reports(result: runtime.UpResult) -> list[guest.Report]:
