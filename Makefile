@@ -33,8 +33,13 @@ $(VENV)/.stamp-install: pyproject.toml
 
 venv: $(VENV)/.stamp-install
 
+# The live demo needs root (namespaces, libvirtd, QEMU); the tiny guest is built on first use
+# from Debian packages (apt-get download), then cached under /var/cache/netbind.
 demo: deps venv
 	$(VENV)/bin/netbind explain -f examples/passt/
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	$$SUDO $(PY) -c 'from netbind.node.guest import ensure_guest; g = ensure_guest(); print("tiny guest:", g.directory, "(built)" if g.built else "(cached)")' && \
+	$$SUDO $(PY) -m netbind.node.demo examples/passt/
 
 test: deps venv
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \

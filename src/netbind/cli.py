@@ -18,6 +18,10 @@ _COMMANDS: dict[str, str] = {
     "cni": "netbind._cli.cni:cni",
     "down": "netbind._cli.node:down",
     "dhcp": "netbind._cli.dhcp:dhcp",
+    "up": "netbind._cli.runtime:up",
+    "status": "netbind._cli.runtime:status",
+    "console": "netbind._cli.runtime:console",
+    "logs": "netbind._cli.runtime:logs",
 }
 
 

@@ -109,7 +109,8 @@ done
 say "READY uptime=$(now) ifaces=$(echo $all | tr ' ' ,)"
 if [ -n "$echo_port" ]; then nc -ll -p $echo_port -e cat & say "ECHO port=$echo_port"; fi
 if [ -n "$probe" ]; then
-  r=$(echo "nb-probe from $(hostname)" | nc -w 3 ${probe%:*} ${probe##*:} 2>/dev/null | head -n 1 | sed 's/[^A-Za-z0-9._:=-]/_/g')
+  # busybox nc may keep waiting after the peer closed (seen through passt): bound it
+  r=$(echo "nb-probe from $(hostname)" | timeout 5 nc -w 3 ${probe%:*} ${probe##*:} 2>/dev/null | head -n 1 | sed 's/[^A-Za-z0-9._:=-]/_/g')
   if [ -n "$r" ]; then say "PROBE target=$probe ok=yes reply=$r"; else say "PROBE target=$probe ok=no reply="; fi
 fi
 
@@ -144,7 +145,8 @@ case "$1" in
     [ "$1" = bound ] && ip addr flush dev $interface
     ip addr replace $ip/${mask:-24} dev $interface
     [ -n "$mtu" ] && ip link set $interface mtu $mtu
-    if [ -n "$router" ] && ! ip route show default | grep -q .; then
+    # (busybox's `ip route show default` lists every route: match the default one by hand)
+    if [ -n "$router" ] && ! ip route | grep -q '^default'; then
       for r in $router; do ip route add default via $r dev $interface; break; done
     fi
     for d in $dns; do grep -qx "nameserver $d" /etc/resolv.conf 2>/dev/null || echo "nameserver $d" >> /etc/resolv.conf; done

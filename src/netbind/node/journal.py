@@ -28,6 +28,7 @@ UNDO: dict[str, str] = {
     "mountpoint": "netbind.node.journal:undo_mountpoint",
     "file": "netbind.node.journal:undo_file",
     "domain": "netbind.node.libvirt:undo_domain",
+    "cni-attachment": "netbind.node.multus:undo_attachment",
 }
 
 
@@ -87,6 +88,11 @@ class Journal:
     def created(self, entry: Entry, **attrs: Any) -> None:
         entry.attrs.update(attrs)
         entry.state = "created"
+        self.save()
+
+    def forget(self, entry: Entry) -> None:
+        """Drop an entry whose thing is known not to exist (its creator already undid it)."""
+        self.entries.remove(entry)
         self.save()
 
     def find(self, kind: str, name: str | None = None) -> list[Entry]:

@@ -395,6 +395,17 @@ def down_all(runtime: Path | None = None) -> list[str]:
     return removed
 
 
+def node_lock(runtime: Path | None = None):
+    """Serializes changes to the node namespace between concurrent runtimes of one runtime dir."""
+    return _runtime_lock(runtime or paths.runtime_dir())
+
+
+def down_node_if_idle(runtime: Path | None = None) -> None:
+    """Remove the node when no pod is left (after a failed ``up``)."""
+    if not list_pods(runtime or paths.runtime_dir()):
+        down_node(runtime)
+
+
 def down_node(runtime: Path | None = None) -> None:
     names = NodeNames(runtime or paths.runtime_dir())
     with _runtime_lock(names.runtime):

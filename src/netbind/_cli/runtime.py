@@ -1,0 +1,187 @@
+"""``netbind up|status|console|logs``: run a VMI on this machine and look at it."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from netbind._cli.common import handles_bad_input, kubevirt_version, manifest_files
+
+
+class _RichProgress:
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def phase(self, name: str, seconds: float, detail: str) -> None:
+        self.console.print(f"[green]✓[/] {name:<18} [cyan]{seconds * 1000:8.1f} ms[/]  {detail}", highlight=False)
+
+    def note(self, kind: str, text: str) -> None:
+        self.console.print(f"  {kind}: {text}", highlight=False)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@click.command()
+@manifest_files
+@kubevirt_version
+@click.option("--wait", is_flag=True, help="Return once the guest reported its addresses (or fail).")
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds --wait waits for the guest.")
+@click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
+              help="text: phases as they finish; json: the result (VMI, phases, substitutions); quiet: nothing.")
+@click.option("--images", "images_file", type=click.Path(dir_okay=False),
+              help="Image map YAML (sidecar images, containerDisks, CNI types); default $NETBIND_IMAGES.")
+@click.option("--pod-network", "pod_network", type=click.Path(dir_okay=False),
+              help="The node's CNI network list (JSON) for the pod network; default bridge + host-local.")
+@click.option("--guest-arg", "guest_args", multiple=True,
+              help="Extra kernel command line word for the tiny guest (e.g. nb.echo=8080); repeatable.")
+@handles_bad_input
+def up(files, version, wait, timeout, output, images_file, pod_network, guest_args):
+    """Run the VM/VMI of the given manifests on this machine: validate, render the launcher pod,
+    wire it with CNI, start its sidecars and a private libvirtd, run the hooks, boot the guest."""
+    from netbind.api.loading import load_manifests
+    from netbind.api.versions import profile
+    from netbind.node.images import ImageMap, ImageMapError
+    from netbind.node.runtime import UpError, UpOptions
+    from netbind.node import runtime
+
+    manifests = load_manifests(files)
+    try:
+        images = ImageMap.load(images_file)
+    except ImageMapError as exc:
+        from netbind._cli.common import BadInput
+        raise BadInput(str(exc)) from None
+    network = None
+    if pod_network:
+        try:
+            network = json.loads(Path(pod_network).read_text())
+        except (OSError, ValueError) as exc:
+            from netbind._cli.common import BadInput
+            raise BadInput(f"--pod-network {pod_network}: {exc}") from None
+    options = UpOptions(images=images, pod_network=network, guest_args=guest_args, wait=wait,
+                        wait_timeout=timeout, profile=profile(version))
+    console = _console()
+    progress = _RichProgress(console) if output == "text" else None
+    try:
+        result = runtime.up(manifests, options, progress)
+    except UpError as exc:
+        if output == "json":
+            click.echo(json.dumps({"error": exc.message, "phase": exc.phase, "details": exc.details,
+                                   "vmi": exc.vmi}, indent=2))
+        elif output == "text":
+            err = _console(stderr=True)
+            err.print(f"[red]✗ {exc.phase or 'up'}[/]: {exc.message}", highlight=False)
+            if exc.vmi:
+                for cond in exc.vmi.get("status", {}).get("conditions", []):
+                    err.print(f"  VMI condition {cond['type']}={cond['status']} reason {cond.get('reason')}:"
+                              f" {cond.get('message')}", highlight=False)
+            if exc.details:
+                err.print(exc.details, highlight=False, markup=False)
+            err.print("nothing was left behind (the pod sandbox was torn down)", highlight=False)
+        sys.exit(1)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    if output == "quiet":
+        return
+    vmi = result.vmi
+    total = sum(p["seconds"] for p in result.phases)
+    console.print(f"[bold]{vmi['metadata']['namespace']}/{vmi['metadata']['name']}[/] is "
+                  f"{vmi['status']['phase']} in pod {result.pod.netns} ({total:.2f} s)", highlight=False)
+    console.print("substituted on this host:", highlight=False)
+    for line in result.substitutions:
+        console.print(f"  - {line}", highlight=False, markup=False)
+    for note in result.host.get("notes", []):
+        console.print(f"  - host: {note}", highlight=False, markup=False)
+    _print_interfaces(console, vmi)
+    console.print(f"next: netbind status {vmi['metadata']['name']} | netbind console {vmi['metadata']['name']}"
+                  f" | netbind logs {vmi['metadata']['name']} | netbind down {vmi['metadata']['name']}",
+                  highlight=False)
+
+
+def _print_interfaces(console, vmi: dict) -> None:
+    for iface in vmi["status"].get("interfaces", []):
+        console.print(f"  interface {iface['name']}: mac {iface.get('mac')} ip {iface.get('ipAddress', '-')}"
+                      f" guest {iface.get('interfaceName', '-')} pod {iface.get('podInterfaceName', '-')}"
+                      f" ({iface.get('infoSource')})", highlight=False)
+    for cond in vmi["status"].get("conditions", []):
+        console.print(f"  condition {cond['type']}={cond['status']}"
+                      + (f" ({cond.get('reason')}: {cond.get('message')})" if cond.get("reason") else ""),
+                      highlight=False)
+
+
+def _pods(name: str | None):
+    from netbind.node import runtime
+
+    pods = runtime.find_running(name)
+    if name and not pods:
+        raise click.ClickException(f"no VMI {name!r} runs here (netbind status lists them)")
+    return pods
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-o", "--output", default="text", type=click.Choice(["text", "json"]))
+def status(name, output):
+    """The VMI(s) running here; -o json prints the VMI object as `kubectl get vmi -o json` does."""
+    from netbind.node import runtime
+
+    vmis = [runtime.current_vmi(pod) for pod in _pods(name)]
+    if output == "json":
+        doc = vmis[0] if name and len(vmis) == 1 else {"apiVersion": "v1", "kind": "List", "items": vmis,
+                                                       "metadata": {"resourceVersion": ""}}
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if not vmis:
+        click.echo("no VMIs run here")
+        return
+    console = _console()
+    console.print(f"{'NAMESPACE':<12} {'NAME':<28} {'PHASE':<10} {'IP':<16} {'READY':<6} POD", highlight=False)
+    for vmi in vmis:
+        st = vmi["status"]
+        ip = next((i.get("ipAddress") for i in st.get("interfaces", []) if i.get("ipAddress")), "")
+        ready = next((c["status"] for c in st.get("conditions", []) if c["type"] == "Ready"), "False")
+        console.print(f"{vmi['metadata']['namespace']:<12} {vmi['metadata']['name']:<28} {st['phase']:<10}"
+                      f" {ip or '-':<16} {ready:<6} {vmi['metadata']['annotations']['netbind.io/pod-netns']}",
+                      highlight=False)
+        if name:
+            _print_interfaces(console, vmi)
+
+
+@click.command()
+@click.argument("name")
+def console(name):
+    """The guest's serial console (what it printed so far)."""
+    from netbind.node import runtime
+
+    for pod in _pods(name):
+        state = runtime.load_state(pod)
+        path = Path(state["console"]) if state else pod.names.directory / "console.log"
+        click.echo(path.read_text(errors="replace") if path.exists() else "(no console output yet)", nl=False)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-c", "--container", default="compute", show_default=True,
+              help="compute (libvirtd and QEMU), hook-sidecar-N, or passt-<interface>.")
+def logs(name, container):
+    """Logs of a container of the VMI's launcher pod."""
+    for pod in _pods(name):
+        logs_dir = pod.names.logs_dir
+        if container == "compute":
+            files = [logs_dir / "libvirtd.log", *sorted((pod.names.directory / "libvirt" / "log" / "qemu").glob("*.log"))]
+        else:
+            files = [logs_dir / f"{container}.log"]
+        files = [f for f in files if f.exists()]
+        if not files:
+            known = ["compute", *sorted(p.stem for p in logs_dir.glob("*.log") if p.stem != "libvirtd")]
+            raise click.ClickException(f"no logs for container {container!r}; choose one of: {', '.join(known)}")
+        for path in files:
+            if len(files) > 1:
+                click.echo(f"==> {path} <==")
+            click.echo(path.read_text(errors="replace"), nl=False)

@@ -1,0 +1,96 @@
+"""What this host's stack can do for the runtime: libvirt, passt, KVM (detected, never assumed).
+
+KubeVirt's passt binding writes ``<interface type="vhostuser">`` with ``<backend type="passt"/>``:
+that needs libvirt >= 11 (Debian 12's 9.0 rejects the passt backend at parse time, Debian patch
+Disable-passt-support) and a passt with ``--vhost-user`` (2025 builds). ``HostStack.notes`` says
+what is missing for that native path and what the runtime substitutes instead.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+NATIVE_LIBVIRT = (11, 0, 0)
+
+
+def _run(*argv: str) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout + proc.stderr
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(x) for x in found.groups()) if found else None
+
+
+@dataclass(frozen=True)
+class HostStack:
+    libvirt: tuple[int, ...] | None
+    passt: str | None                 # path of the passt binary
+    passt_vhost_user: bool
+    kvm: bool                         # usable for our guests (else TCG)
+    kvm_note: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def native_passt(self) -> bool:
+        """libvirt can run KubeVirt's passt interface as written (vhost-user + passt backend)."""
+        return bool(self.libvirt and self.libvirt >= NATIVE_LIBVIRT and self.passt_vhost_user)
+
+    @property
+    def libvirt_text(self) -> str:
+        return ".".join(map(str, self.libvirt)) if self.libvirt else "missing"
+
+    def as_dict(self) -> dict:
+        return {"libvirt": self.libvirt_text, "passt": self.passt, "passtVhostUser": self.passt_vhost_user,
+                "kvm": self.kvm, "kvmNote": self.kvm_note, "nativePasst": self.native_passt,
+                "notes": list(self.notes)}
+
+
+def _kvm() -> tuple[bool, str]:
+    if os.environ.get("NETBIND_ACCEL") == "tcg":
+        return False, "TCG forced by NETBIND_ACCEL=tcg"
+    if not os.path.exists("/dev/kvm"):
+        return False, "no /dev/kvm: QEMU runs under TCG"
+    try:
+        cpuinfo = open("/proc/cpuinfo").read()
+        cmdline = open("/proc/cmdline").read()
+    except OSError:
+        cpuinfo = cmdline = ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    if "vmx" not in flags and "svm" not in flags:
+        pvm = " (a PVM guest: kvm_pvm cannot run a stock Debian kernel)" if "pvm" in cmdline else ""
+        return False, f"/dev/kvm exists but the CPU has no vmx/svm flag{pvm}: QEMU runs under TCG"
+    if os.environ.get("NETBIND_ACCEL") == "kvm":
+        return True, "KVM (NETBIND_ACCEL=kvm)"
+    return True, "KVM"
+
+
+@functools.lru_cache(maxsize=1)
+def detect() -> HostStack:
+    libvirt = _version(_run("libvirtd", "--version")) if shutil.which("libvirtd") else None
+    passt = shutil.which("passt")
+    vhost_user = bool(passt) and "--vhost-user" in _run(passt, "--help")
+    kvm, kvm_note = _kvm()
+    notes = []
+    if libvirt is None:
+        notes.append("libvirtd is missing: apt-get install libvirt-daemon-system")
+    elif libvirt < NATIVE_LIBVIRT:
+        notes.append(f"libvirt {'.'.join(map(str, libvirt))} rejects <backend type='passt'> (native path needs"
+                     " >= 11: bookworm-backports' libvirt 11.3, or Debian 13)")
+    if passt is None:
+        notes.append("passt is missing: apt-get install passt")
+    elif not vhost_user:
+        notes.append("passt has no --vhost-user (native path needs a 2025 passt: Debian 13's, or built from"
+                     " its source package on Debian 12)")
+    return HostStack(libvirt, passt, vhost_user, kvm, kvm_note, tuple(notes))

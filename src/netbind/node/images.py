@@ -1,0 +1,155 @@
+"""The image map: local stand-ins for the images (and CNI plugin types) a manifest names.
+
+Sidecar images resolve to a command (an executable on PATH, next to the running ``netbind``, or
+an absolute path); containerDisk images to a guest (by default the tiny guest); CNI types to
+executables, exposed to the CNI executor as a directory of symlinks. The default map ships with
+the package (``images.yaml``); a user file (``--images FILE`` or ``$NETBIND_IMAGES``) overrides it
+entry by entry.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ENV_VAR = "NETBIND_IMAGES"
+
+
+class ImageMapError(ValueError):
+    """An image cannot be resolved or the map file is wrong; the message names the fix."""
+
+
+def _untagged(ref: str) -> str:
+    ref = ref.split("@", 1)[0]
+    name, _, tag = ref.rpartition(":")
+    return name if name and "/" not in tag else ref
+
+
+def _which(word: str) -> str | None:
+    if os.path.isabs(word):
+        return word if os.access(word, os.X_OK) else None
+    beside = Path(sys.executable).parent / word   # console scripts of the same venv
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(word)
+
+
+@dataclass(frozen=True)
+class SidecarImage:
+    image: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""            # which map entry (and file) matched
+
+
+@dataclass(frozen=True)
+class DiskImage:
+    image: str
+    guest: str = "tiny"
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str = ""
+    source: str = ""
+
+
+@dataclass
+class ImageMap:
+    sidecars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cni: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, user_file: str | os.PathLike | None = None) -> "ImageMap":
+        mapping = cls()
+        default = resources.files("netbind.node").joinpath("images.yaml")
+        mapping._merge(yaml.safe_load(default.read_text()), "netbind default image map")
+        user_file = user_file or os.environ.get(ENV_VAR)
+        if user_file:
+            path = Path(user_file)
+            try:
+                data = yaml.safe_load(path.read_text())
+            except OSError as exc:
+                raise ImageMapError(f"image map {path}: {exc.strerror or exc}") from None
+            except yaml.YAMLError as exc:
+                raise ImageMapError(f"image map {path}: not valid YAML ({exc})") from None
+            mapping._merge(data, str(path))
+        return mapping
+
+    def _merge(self, data: Any, where: str) -> None:
+        if data is None:
+            return
+        if not isinstance(data, Mapping) or set(data) - {"sidecars", "containerDisks", "cni"}:
+            raise ImageMapError(f"{where}: expected a mapping with sidecars, containerDisks and/or cni")
+        for ref, entry in (data.get("sidecars") or {}).items():
+            if isinstance(entry, str):
+                entry = {"command": [entry]}
+            command = entry.get("command") if isinstance(entry, Mapping) else None
+            if not isinstance(command, list) or not command or not all(isinstance(w, str) for w in command):
+                raise ImageMapError(f"{where}: sidecars.{ref}.command: give a list of words,"
+                                    " e.g. command: [my-sidecar, --verbose]")
+            self.sidecars[ref] = {**entry, "_source": where}
+        for ref, entry in (data.get("containerDisks") or {}).items():
+            if not isinstance(entry, Mapping):
+                raise ImageMapError(f"{where}: containerDisks.{ref}: expected a mapping (guest: tiny, or"
+                                    " kernel/initrd/cmdline)")
+            self.disks[ref] = {**entry, "_source": where}
+        for plugin_type, executable in (data.get("cni") or {}).items():
+            if not isinstance(executable, str):
+                raise ImageMapError(f"{where}: cni.{plugin_type}: expected an executable name or path")
+            self.cni[plugin_type] = executable
+        self.files.append(where)
+
+    @staticmethod
+    def _lookup(table: Mapping[str, Any], ref: str) -> tuple[str, Any] | None:
+        for key in (ref, _untagged(ref)):
+            if key in table:
+                return key, table[key]
+        return None
+
+    def sidecar(self, image: str) -> SidecarImage:
+        found = self._lookup(self.sidecars, image)
+        if found is None:
+            raise ImageMapError(
+                f"sidecar image {image!r} is not in the image map ({', '.join(self.files)}); add it to a"
+                f" file given with --images or ${ENV_VAR}:\n  sidecars:\n    {_untagged(image)}:\n"
+                "      command: [/path/to/your-sidecar]")
+        key, entry = found
+        argv = list(entry["command"])
+        resolved = _which(argv[0])
+        if resolved is None:
+            raise ImageMapError(f"sidecar image {image!r} maps to {argv[0]!r} ({entry['_source']}), which is"
+                                " not an executable on PATH")
+        env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
+        return SidecarImage(image, (resolved, *argv[1:]), env, f"{key} ({entry['_source']})")
+
+    def disk(self, image: str) -> DiskImage:
+        found = self._lookup(self.disks, image) or (("*", self.disks["*"]) if "*" in self.disks else None)
+        if found is None:
+            raise ImageMapError(f"containerDisk image {image!r} is not in the image map and there is no '*' entry")
+        key, entry = found
+        return DiskImage(image, str(entry.get("guest", "tiny")), entry.get("kernel"), entry.get("initrd"),
+                         str(entry.get("cmdline", "")), f"{key} ({entry['_source']})")
+
+    def cni_bin_dir(self, directory: Path) -> Path:
+        """A directory of symlinks named after the mapped CNI types (put first on the CNI path)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for plugin_type, executable in self.cni.items():
+            target = _which(executable)
+            link = directory / plugin_type
+            if target is None:
+                link.unlink(missing_ok=True)
+                continue
+            if link.is_symlink() and os.readlink(link) == target:
+                continue
+            tmp = directory / f".{plugin_type}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            tmp.replace(link)
+        return directory

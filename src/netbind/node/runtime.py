@@ -1,0 +1,607 @@
+"""``netbind up``: one VMI on this machine, the way a KubeVirt node would run it, for real.
+
+The runtime plays, in order: the API server (admission), virt-controller (the launcher pod),
+the kubelet + Multus (a pod sandbox, the node CNI configuration for the pod network, then each
+element of the Multus annotation through the CNI executor), the kubelet again (each sidecar
+container as a process with the container's environment, its sockets subdirectory at
+/var/run/kubevirt-hooks and, if asked, /etc/podinfo), virt-handler (nothing for tap and
+sidecar-only bindings; managedTap is refused until its wiring lands) and virt-launcher (a private
+libvirtd, the domain from the VMI and the pod's real links, the hook chain, define, start). Every
+phase is timed; anything failing tears the pod down from its journal, so nothing is left.
+
+Where this host differs from a KubeVirt node, the runtime substitutes and says so
+(``UpResult.substitutions``): the image map's stand-ins for images, the tiny guest booted directly
+for the containerDisk and its NoCloud seed, TCG for KVM, the serial console to a file, no display,
+and on libvirt < 11 host passt + ``-netdev stream`` for the passt backend (``netbind.node.passt``).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from lxml import etree
+
+from netbind.api.loading import Manifests
+from netbind.api.models import VirtualMachineInstance
+from netbind.api.versions import LATEST, Profile
+from netbind.node import guest as guestmod
+from netbind.node import host as hostmod
+from netbind.node import multus, netdev, paths, procs, sandbox, status
+from netbind.node.images import ImageMap, ImageMapError
+from netbind.node.journal import Journal, UndoError
+
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+NETWORKS = "k8s.v1.cni.cncf.io/networks"
+STATE_FILE = "runtime.json"
+SOCKET_TIMEOUT = 20.0
+DEFAULT_WAIT = 90.0
+
+
+class UpError(RuntimeError):
+    """``up`` failed; everything it created is gone. ``vmi`` is the VMI as KubeVirt would show it
+    (e.g. with the FailedCreate condition), ``details`` the logs that explain it."""
+
+    def __init__(self, message: str, *, phase: str = "", vmi: dict | None = None, details: str = "") -> None:
+        super().__init__(message)
+        self.message, self.phase, self.vmi, self.details = message, phase, vmi, details
+
+    def __str__(self) -> str:
+        return self.message + (f"\n{self.details}" if self.details else "")
+
+
+class Progress(Protocol):
+    def phase(self, name: str, seconds: float, detail: str) -> None: ...
+    def note(self, kind: str, text: str) -> None: ...
+
+
+class _Silent:
+    def phase(self, name: str, seconds: float, detail: str) -> None:
+        pass
+
+    def note(self, kind: str, text: str) -> None:
+        pass
+
+
+@dataclass
+class UpOptions:
+    images: ImageMap | None = None
+    pod_network: dict | None = None          # a CNI conflist; default: bridge + host-local
+    guest_args: Sequence[str] = ()           # extra kernel command line words for the tiny guest
+    wait: bool = False
+    wait_timeout: float = DEFAULT_WAIT
+    runtime: Path | None = None
+    profile: Profile = LATEST
+    socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
+
+
+@dataclass
+class UpResult:
+    pod: sandbox.Pod
+    vmi: dict
+    phases: list[dict] = field(default_factory=list)
+    substitutions: list[str] = field(default_factory=list)
+    host: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"pod": self.pod.netns, "vmi": self.vmi, "phases": self.phases,
+                "substitutions": self.substitutions, "host": self.host}
+
+
+# ---- small helpers -----------------------------------------------------------------------------
+
+class _Clock:
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.phases = progress, []
+        self.started = time.perf_counter()
+        self.current = ""
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[dict]:
+        info = {"detail": ""}
+        self.current = name
+        t0 = time.perf_counter()
+        yield info
+        seconds = time.perf_counter() - t0
+        self.phases.append({"phase": name, "seconds": round(seconds, 4), "detail": info["detail"],
+                            "at": round(time.perf_counter() - self.started, 4)})
+        self.progress.phase(name, seconds, info["detail"])
+
+
+def pod_links(netns: str):
+    """The links of the pod netns as virt-launcher's phase 2 sees them."""
+    from netbind.launcher.domain import PodLink
+
+    out = netdev.ip("-j", "link", "show", netns=netns).stdout
+    return [PodLink(link["ifname"], link.get("address", ""), int(link.get("mtu", 1500)))
+            for link in json.loads(out or "[]") if link["ifname"] != "lo"]
+
+
+def _container_env(container: dict, pod_name: str, namespace: str, extra: dict[str, str]) -> dict[str, str]:
+    import os
+
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    fields = {"metadata.name": pod_name, "metadata.namespace": namespace}
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+        elif (var.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") in fields:
+            env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+    env.update(extra)
+    return env
+
+
+def _cloud_init(vmi: VirtualMachineInstance) -> dict | None:
+    """KubeVirt's CloudInitData (Go field names) for the VMI's cloudInitNoCloud volume, if any."""
+    import base64
+
+    for volume in vmi.spec.volumes or []:
+        source = volume.cloud_init_no_cloud
+        if source is None:
+            continue
+        where = f"spec.volumes[{volume.name}].cloudInitNoCloud"
+        for secret in ("secretRef", "networkDataSecretRef"):
+            if source.get(secret):
+                raise UpError(f"{where}.{secret}: secrets are not available locally; put the data inline"
+                              " (userData / networkData)", phase="validate")
+
+        def text(key: str) -> str:
+            if source.get(key + "Base64"):
+                try:
+                    return base64.b64decode(source[key + "Base64"]).decode()
+                except ValueError:
+                    raise UpError(f"{where}.{key}Base64: not valid base64", phase="validate") from None
+            return str(source.get(key) or "")
+
+        hostname = vmi.spec.hostname or vmi.metadata.name
+        return {"DataSource": "noCloud", "VolumeName": volume.name,
+                "NoCloudMetaData": {"instance-id": f"{vmi.metadata.name}.{vmi.namespace}",
+                                    "local-hostname": hostname},
+                "UserData": text("userData"), "NetworkData": text("networkData")}
+    return None
+
+
+def _container_disk(vmi: VirtualMachineInstance) -> str | None:
+    for volume in vmi.spec.volumes or []:
+        if volume.container_disk:
+            return str(volume.container_disk.get("image", ""))
+    return None
+
+
+def _localize(xml: str) -> tuple[str, list[str]]:
+    """What a KubeVirt domain needs that a local pod lacks: the VNC socket under
+    /var/run/kubevirt-private and its video device go (the serial console is a file)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+    root = etree.fromstring(xml.encode(), parser)
+    dropped = []
+    for tag in ("graphics", "video"):
+        for el in root.findall(f"devices/{tag}"):
+            el.getparent().remove(el)
+            dropped.append(tag)
+    return etree.tostring(root, encoding="unicode"), sorted(set(dropped))
+
+
+def _domain_nics(xml: str, vmi: VirtualMachineInstance, passt_nics) -> list[status.DomainNic]:
+    from netbind.node.passt import QEMU_NS  # noqa: F401  (documented pairing)
+
+    root = etree.fromstring(xml.encode())
+    nics = []
+    for iface in root.findall("devices/interface"):
+        alias = iface.find("alias")
+        mac = iface.find("mac")
+        if alias is not None and alias.get("name", "").startswith("ua-") and mac is not None:
+            nics.append(status.DomainNic(alias.get("name")[3:], mac.get("address"), None))
+    nics += [status.DomainNic(n.name, n.mac, None) for n in passt_nics]
+    order = [i.name for i in vmi.spec.interfaces]
+    return sorted(nics, key=lambda n: order.index(n.name) if n.name in order else len(order))
+
+
+def _wait_for_socket(pod: sandbox.Pod, record: procs.ProcessRecord, path: Path, what: str,
+                     timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if not procs.alive(record.pid, record.starttime):
+            raise UpError(f"{what} exited before it opened {path}", details=_tail(record.log, what))
+        if time.monotonic() > deadline:
+            raise UpError(f"{what} did not open {path} within {timeout:g} s", details=_tail(record.log, what))
+        time.sleep(0.005)
+
+
+def _tail(log: str | Path, what: str, lines: int = 15) -> str:
+    body = procs.log_tail(log, lines)
+    return f"--- {what} log ({log}), last lines ---\n{body}"
+
+
+def _dialable(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def vmi_document(vmi: VirtualMachineInstance, status_: dict) -> dict:
+    doc = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"}
+    doc.update({k: v for k, v in vmi.to_json().items() if k not in ("apiVersion", "kind", "status")})
+    doc["status"] = status_
+    return doc
+
+
+# ---- up ----------------------------------------------------------------------------------------
+
+def up(manifests: Manifests, options: UpOptions | None = None, progress: Progress | None = None) -> UpResult:
+    options = options or UpOptions()
+    progress = progress or _Silent()
+    clock = _Clock(progress)
+    from netbind.controller import RenderError, network_info_annotation, render_launcher_pod
+    from netbind.review import configuration, validate
+
+    profile = options.profile
+    # -- the API server and virt-controller: nothing is created until the pod renders
+    with clock.phase("validate") as info:
+        checked = validate(manifests, profile)
+        vmi = profile.decoded(manifests.vmi)
+        if not checked.allowed:
+            causes = "; ".join(f"{c.field}: {c.message}" for c in checked.causes)
+            raise UpError(f"admission denied {vmi.metadata.name}: {causes}", phase="validate")
+        config = configuration(manifests)
+        info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}"
+    with clock.phase("render") as info:
+        try:
+            pod_manifest = render_launcher_pod(vmi, config, nads=manifests.nads, profile=profile)
+        except RenderError as exc:
+            failed = vmi_document(vmi, {"phase": "Pending", "conditions": [
+                status.condition("Synchronized", False, exc.condition()["reason"], exc.sync_message)]})
+            raise UpError(f"virt-controller: {exc.sync_message} (Synchronized=False, reason FailedCreate);"
+                          " nothing was created", phase="render", vmi=failed) from None
+        sidecar_containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
+        annotations = pod_manifest["metadata"].get("annotations", {})
+        info["detail"] = f"launcher pod with {len(sidecar_containers)} hook sidecar(s)"
+        for iface in vmi.spec.interfaces:
+            plugin = config.bindings.get(iface.binding.name) if iface.binding else None
+            if plugin is not None and plugin.domain_attachment_type == "managedTap":
+                raise UpError(f"interface {iface.name}: binding {iface.binding.name!r} uses domainAttachmentType"
+                              " managedTap, whose virt-handler wiring the local runtime does not do yet",
+                              phase="render")
+
+    # -- stand-ins, resolved before anything is created
+    substitutions: list[str] = []
+    with clock.phase("images") as info:
+        images = options.images or ImageMap.load()
+        host = hostmod.detect()
+        try:
+            resolved = [images.sidecar(c["image"]) for c in sidecar_containers]
+            disk_ref = _container_disk(vmi)
+            disk = images.disk(disk_ref or "")
+        except ImageMapError as exc:
+            raise UpError(str(exc), phase="images") from None
+        for container, sidecar in zip(sidecar_containers, resolved):
+            substitutions.append(f"{container['name']}: image {sidecar.image} -> {' '.join(sidecar.argv)}"
+                                 f" [{sidecar.source}]")
+        image = guestmod.ensure_guest() if disk.kernel is None else None
+        kernel = Path(disk.kernel) if disk.kernel else image.kernel
+        base_initrd = Path(disk.initrd) if disk.initrd else image.initrd
+        substitutions.append(f"containerDisk {disk_ref or '(none)'} -> "
+                             + (f"tiny guest {image.inputs.kernel_package} + busybox {image.inputs.busybox_version}"
+                                f" booted directly [{disk.source}]" if image else f"kernel {kernel} [{disk.source}]"))
+        info["detail"] = f"{len(resolved)} sidecar(s), guest {'built' if image and image.built else 'cached'}"
+        cloud_init = _cloud_init(vmi)
+
+    runtime = options.runtime or paths.runtime_dir()
+    with clock.phase("sandbox") as info:
+        pod = sandbox.create_pod(vmi.metadata.name, vmi.namespace, runtime)
+        info["detail"] = f"pod netns {pod.netns}"
+    try:
+        result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
+                            kernel, base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
+                            network_info_annotation)
+    except BaseException as exc:
+        phase = clock.current
+        try:
+            pod.down()
+        except UndoError as undo_exc:
+            if isinstance(exc, UpError):
+                exc.details += f"\ncleanup incomplete ({undo_exc}); run `netbind down --all`"
+        sandbox.down_node_if_idle(runtime)
+        if isinstance(exc, UpError):
+            exc.phase = exc.phase or phase
+            raise
+        if isinstance(exc, Exception):
+            raise UpError(f"{phase}: {exc}", phase=phase) from exc
+        raise
+    return result
+
+
+def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
+               base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
+               network_info_annotation) -> UpResult:
+    from netbind.cni.exec import default_cni_path
+    from netbind.launcher.domain import DomainAttachmentError, build_domain
+    from netbind.launcher.hooks import HookClientError, HookManager
+    from netbind.node import libvirt as lv
+    from netbind.node import passt as passtmod
+    from netbind.node.seed import NoCloudSeed, SeedError
+    from netbind.bindings import verify_vmi_migratable
+
+    profile = options.profile
+    node = sandbox.ensure_node(pod.names.runtime)
+    pod_name = pod_manifest["metadata"].get("name") or f"virt-launcher-{vmi.metadata.name}-{pod.names.suffix}"
+    pod_uid = pod.names.suffix
+    netns_path = str(netdev.NETNS_DIR / pod.netns)
+
+    # -- kubelet + Multus: the pod network, then each selection element, in order
+    with clock.phase("network") as info:
+        with sandbox.node_lock(pod.names.runtime):
+            multus.ensure_world(node.journal, node.netns)
+        cni_bin = images.cni_bin_dir(node.names.directory / "cni-bin")
+        cni_path = [str(cni_bin), *default_cni_path()]
+        cni = multus.executor(cni_path, pod.names.directory / "cni", node.netns)
+        pod_network = options.pod_network or multus.default_pod_network(node.names.directory / "ipam")
+        attachments = [multus.attach(pod.journal, cni, pod_network,
+                                     multus.multus_runtime("eth0", netns_path, pod.netns, None, vmi.namespace,
+                                                           pod_name, pod_uid),
+                                     pod_network.get("name", "pod-network"), default=True)]
+        for index, element in enumerate(multus.selection_elements(annotations.get(NETWORKS)), start=1):
+            namespace = element.get("namespace") or vmi.namespace
+            nad = manifests.nad(namespace, element["name"])
+            if nad is None:
+                raise UpError(f"Multus: NetworkAttachmentDefinition {namespace}/{element['name']} is not in the"
+                              " given files", phase="network")
+            device_id = multus.device_id_of(nad.metadata.annotations)
+            if device_id:
+                with sandbox.node_lock(pod.names.runtime):
+                    segment = multus.ensure_segment(node.journal, node.netns, node.names.directory, device_id)
+                substitutions.append(f"device plugin: {multus.RESOURCE_ANNOTATION} of {namespace}/{element['name']}"
+                                     f" -> deviceID {device_id}, a node L2 segment {segment.subnet}.0/24 with"
+                                     f" DHCP (dnsmasq) on {segment.peer}")
+            ifname = element.get("interface") or f"net{index}"
+            conf = multus.nad_delegate_config(nad.spec.config or "", element.get("cni-args"), device_id)
+            rt = multus.multus_runtime(ifname, netns_path, pod.netns, element.get("mac"), vmi.namespace,
+                                       pod_name, pod_uid)
+            attachments.append(multus.attach(pod.journal, cni, conf, rt, f"{namespace}/{element['name']}"))
+        network_status = multus.network_status(attachments)
+        annotations = dict(annotations, **{NETWORK_STATUS: network_status})
+        (pod.names.directory / "network-status.json").write_text(network_status + "\n")
+        network_info = network_info_annotation(vmi, config, annotations, profile=profile)
+        if network_info:
+            (pod.names.podinfo_dir / "network-info").write_text(network_info)
+        eth0 = next((ip["address"] for ip in attachments[0].result.get("ips", [])), "?")
+        info["detail"] = f"eth0 {eth0}; " + ", ".join(f"{a.network} -> {a.ifname}" for a in attachments[1:]) \
+            if len(attachments) > 1 else f"eth0 {eth0}"
+
+    # the pod interface names virt-controller reports (from network-status)
+    from netbind import naming
+    pod_interfaces = {n.name: naming.hashed_pod_interface_name(n) for n in vmi.spec.network_list}
+    vmi_status: dict[str, Any] = {"phase": "Scheduled", "interfaces": [
+        {"name": i.name, "podInterfaceName": pod_interfaces[i.name], "infoSource": status.INFO_MULTUS}
+        for i in vmi.spec.interfaces if i.name in pod_interfaces]}
+    vmi_doc = vmi_document(vmi, vmi_status)
+    vmi_with_status = VirtualMachineInstance.model_validate(vmi_doc)
+
+    # -- kubelet: the sidecar containers; virt-launcher's libvirtd starts meanwhile
+    records = []
+    with clock.phase("sidecars+libvirtd") as info:
+        for container, sidecar in zip(sidecar_containers, resolved):
+            env = _container_env(container, pod_name, vmi.namespace, dict(sidecar.env))
+            podinfo = any(m.get("mountPath") == sandbox.PODINFO_TARGET for m in container.get("volumeMounts", []))
+            spec = pod.process_spec(container["name"], sidecar.argv, env=env, hooks_subdir=container["name"],
+                                    podinfo=podinfo)
+            try:
+                records.append(pod.start(spec))
+            except procs.ProcessError as exc:
+                raise UpError(f"sidecar {container['name']} ({sidecar.image}) failed to start",
+                              details=str(exc)) from None
+        libvirtd = lv.PrivateLibvirtd.start(pod)
+        info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {libvirtd.record.pid}"
+
+    def sidecar_logs() -> str:
+        return "\n".join(_tail(r.log, r.name) for r in records)
+
+    # -- virt-launcher: collect the hook sockets, then the hook points
+    with clock.phase("hooks") as info:
+        deadline = time.monotonic() + options.socket_timeout
+        while True:
+            for record in records:
+                if not procs.alive(record.pid, record.starttime):
+                    raise UpError(f"sidecar {record.name} exited before it served its hook socket",
+                                  details=_tail(record.log, record.name))
+            ready = {p.name for p in _hook_sockets(pod.names.hooks_dir) if _dialable(p)}
+            if len(ready) >= len(records):
+                break
+            if time.monotonic() > deadline:
+                raise UpError(f"{len(records) - len(ready)} sidecar(s) did not open a hook socket under"
+                              f" {pod.names.hooks_dir} within {options.socket_timeout:g} s (virt-launcher: Failed to"
+                              " collect all expected sidecar hook sockets within given timeout)",
+                              details=sidecar_logs())
+            time.sleep(0.005)
+        manager = HookManager(pod.names.hooks_dir, poll_period=0.02)
+        try:
+            manager.collect(len(records), timeout=5)
+            vmi_json = json.dumps(vmi_doc).encode()
+            if cloud_init is not None:
+                cloud_init = manager.pre_cloud_init_iso(cloud_init, vmi_json)
+            try:
+                built = build_domain(vmi_with_status, config, pod_links(pod.netns), profile=profile)
+            except DomainAttachmentError as exc:
+                raise UpError(f"virt-launcher: {exc}") from None
+            trace: list = []
+            first = manager.on_define_domain(built.domain_xml.encode(), vmi_json, trace=trace)
+            # virt-launcher defines the domain 2-3 times (hotplug port allocation), each time through
+            # the whole chain with the previous result: hooks must be idempotent
+            second = manager.on_define_domain(first, vmi_json, trace=trace)
+        except HookClientError as exc:
+            raise UpError(f"virt-launcher: hook failed: {exc}", details=sidecar_logs()) from None
+        finally:
+            manager.close()
+        if first != second and records:
+            substitutions.append("warning: OnDefineDomain is not idempotent (the second call changed the domain)")
+        info["detail"] = (f"{len(manager.sidecars)} sidecar(s); OnDefineDomain x2 "
+                          f"({', '.join(str(t['duration_ms']) + ' ms' for t in trace)})" if trace
+                          else "no hook subscribers")
+        domain_xml = second.decode()
+
+    # -- virt-launcher: this host's libvirt and QEMU
+    with clock.phase("domain") as info:
+        domain_xml, dropped = _localize(domain_xml)
+        if dropped:
+            substitutions.append(f"domain: {' and '.join(dropped)} dropped (no display; the serial console goes to"
+                                 " a file: netbind console)")
+        passt_dir = pod.names.directory / "passt"
+        passt_dir.mkdir(exist_ok=True)
+        try:
+            domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: passt_dir / f"{alias}.sock")
+        except passtmod.PasstSubstitutionError as exc:
+            raise UpError(str(exc)) from None
+        import resource
+        _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+        for i, nic in enumerate(passt_nics):
+            passt_nics[i], limited = passtmod.fit_to_limit(nic, nofile)
+            if limited:
+                substitutions.append(f"passt: {limited}")
+        for nic in passt_nics:
+            why = "see the host notes" if host.notes else "the native path (libvirt spawning passt --vhost-user) is not wired yet"
+            substitutions.append(f"passt (recipe R6a): {nic.describe()} [{why}]")
+        if not host.kvm:
+            domain_xml = lv.to_tcg(domain_xml)
+            substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
+        try:
+            seed = NoCloudSeed(user_data=cloud_init["UserData"], network_config=cloud_init["NetworkData"] or None,
+                               meta_data=cloud_init["NoCloudMetaData"]) if cloud_init else None
+            initrd = guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
+                seed, pod.names.directory / "initrd.gz") if seed else base_initrd
+        except SeedError as exc:
+            raise UpError(f"cloudInitNoCloud: {exc}") from None
+        if seed:
+            substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
+        cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
+        domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline),
+                                        pod.names.directory / "console.log")
+        (pod.names.directory / "domain.xml").write_text(domain_xml)
+        for nic in passt_nics:
+            record = pod.start(pod.process_spec(f"passt-{nic.name}", nic.passt_argv(host.passt or "passt",
+                                                                                       pod.names.logs_dir / f"passt-{nic.name}.log")))
+            _wait_for_socket(pod, record, nic.socket, f"passt for {nic.alias}")
+        name = etree.fromstring(domain_xml.encode()).findtext("name")
+        try:
+            libvirtd.define(domain_xml)
+        except lv.LibvirtError as exc:
+            raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
+        info["detail"] = f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)"
+    with clock.phase("start") as info:
+        try:
+            libvirtd.start_domain(name)
+        except lv.LibvirtError as exc:
+            raise UpError(f"virt-launcher: {exc}", details=_tail(libvirtd.layout.dir("/var/log/libvirt")
+                                                                   / "qemu" / f"{name}.log", "qemu")) from None
+        info["detail"] = f"{name} running"
+
+    nics = _domain_nics(domain_xml, vmi, passt_nics)
+    migratable = verify_vmi_migratable(vmi, config, profile).condition()
+    state = {"vmi": vmi.to_json(), "domain": name, "uri": libvirtd.layout.uri,
+             "nics": [n.__dict__ for n in nics], "podInterfaces": pod_interfaces,
+             "conditions": {"LiveMigratable": migratable}, "launcherPod": pod_name,
+             "networkStatus": json.loads(network_status), "substitutions": substitutions,
+             "host": host.as_dict(), "phases": clock.phases, "console": str(pod.names.directory / "console.log"),
+             "node": node.netns}
+    (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
+    libvirtd.close()
+
+    if options.wait:
+        with clock.phase("guest lease") as info:
+            console = pod.names.directory / "console.log"
+            deadline = time.monotonic() + options.wait_timeout
+            while True:
+                text = console.read_text(errors="replace") if console.exists() else ""
+                reports = guestmod.parse_reports(text)
+                if status.ready(reports):
+                    break
+                if time.monotonic() > deadline:
+                    raise UpError(f"the guest reported no READY within {options.wait_timeout:g} s",
+                                  details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
+                time.sleep(0.01)
+            leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]
+            info["detail"] = ", ".join(leases) or "ready (no addresses)"
+        state["phases"] = clock.phases
+        (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
+    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, host.as_dict())
+
+
+def _hook_sockets(hooks_dir: Path) -> list[Path]:
+    from netbind.launcher.hooks import discover_sockets
+
+    try:
+        return discover_sockets(hooks_dir)
+    except OSError:
+        return []
+
+
+# ---- status of a running pod -------------------------------------------------------------------
+
+def load_state(pod: sandbox.Pod) -> dict | None:
+    path = pod.names.directory / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _domain_phase(state: dict) -> str:
+    from netbind.node import libvirt as lv  # noqa: F401  (registers libvirt's error handler)
+    import libvirt
+
+    sock = Path(state["uri"].split("socket=", 1)[1])
+    if not sock.exists():
+        return "Failed"
+    try:
+        conn = libvirt.open(state["uri"])
+    except libvirt.libvirtError:
+        return "Unknown"
+    try:
+        return "Running" if conn.lookupByName(state["domain"]).isActive() else "Succeeded"
+    except libvirt.libvirtError:
+        return "Failed"
+    finally:
+        conn.close()
+
+
+def current_vmi(pod: sandbox.Pod) -> dict:
+    """The VMI object with its status now (``kubectl get vmi -o json``)."""
+    state = load_state(pod)
+    vmi = VirtualMachineInstance.model_validate(state["vmi"]) if state else None
+    if state is None or vmi is None:
+        return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                "metadata": {"name": pod.names.vmi, "namespace": pod.names.namespace},
+                "status": {"phase": "Scheduling"}}
+    console = Path(state["console"])
+    reports = guestmod.parse_reports(console.read_text(errors="replace")) if console.exists() else []
+    nics = [status.DomainNic(**n) for n in state["nics"]]
+    phase = _domain_phase(state)
+    conditions = [status.condition("Ready", phase == "Running" and status.ready(reports) is not None),
+                  {**state["conditions"]["LiveMigratable"], "lastProbeTime": None, "lastTransitionTime": None}]
+    import platform
+    doc = vmi_document(vmi, {
+        "phase": phase, "nodeName": platform.node(), "conditions": conditions,
+        "interfaces": status.interface_statuses(nics, reports, state["podInterfaces"]),
+        "activePods": {pod.names.suffix: platform.node()}, "launcherContainerImageVersion": "netbind",
+        "migrationTransport": "Unix", "qosClass": "Burstable", "guestOSInfo": {},
+    })
+    doc["metadata"].setdefault("annotations", {})
+    doc["metadata"]["annotations"]["netbind.io/pod-netns"] = pod.netns
+    return doc
+
+
+def find_running(name: str | None, runtime: Path | None = None) -> list[sandbox.Pod]:
+    pods = sandbox.list_pods(runtime) if not name else sandbox.find_pods(name, runtime)
+    return pods
+
+
+__all__ = ["UpError", "UpOptions", "UpResult", "current_vmi", "find_running", "load_state", "pod_links", "up"]
