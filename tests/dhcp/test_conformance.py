@@ -229,19 +229,27 @@ def test_hostile_packets_do_not_stop_the_server(link, tmp_path):
     assert server.counters["v4.received"] >= 300
 
 
-def _nobody() -> tuple[int, int]:
+def _identity() -> list[str]:
+    """nobody where it can reach the checkout and its interpreter, else uid 0 without capabilities.
+
+    What the kernel checks here (port < 1024, raw sockets) is capabilities, not the uid; the uid
+    only matters for reading files, and CI may clone under a directory only root can enter.
+    """
     entry = pwd.getpwnam("nobody")
-    return entry.pw_uid, entry.pw_gid
+    probe = subprocess.run(["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+                            sys.executable, "-c", "import netbind.dhcp"], capture_output=True)
+    if probe.returncode == 0:
+        return [f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+    return []
 
 
 def _serve_unprivileged(link, *args: str) -> subprocess.Popen:
-    """``netbind dhcp serve`` in the server namespace as nobody with no capabilities at all."""
+    """``netbind dhcp serve`` in the server namespace with no capabilities at all."""
     require_binary("setpriv", "util-linux")
-    uid, gid = _nobody()
     netbind = str(Path(sys.executable).with_name("netbind"))
     return subprocess.Popen(
-        ["ip", "netns", "exec", link.server_ns.name, "setpriv", f"--reuid={uid}", f"--regid={gid}",
-         "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", netbind, "dhcp",
+        ["ip", "netns", "exec", link.server_ns.name, "setpriv", *_identity(),
+         "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", netbind, "dhcp",
          "serve", "-i", link.server_if, "--client-mac", CLIENT_MAC, "--address", "10.0.2.2/24",
          "--router", "10.0.2.1", "--dns", "10.96.0.10", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
