@@ -1,41 +1,10 @@
-"""Enter a network namespace for a block of code (the calling thread only).
-
-Python 3.12 has ``os.setns``; on 3.11 ``setns(2)`` is called through ``_ctypes`` directly, because
-the ``ctypes`` package costs ~2.5 ms of import on the plugin exec path.
-"""
+"""Enter a network namespace for a block of code (the calling thread only)."""
 from __future__ import annotations
 
 import os
 
+from netbind._setns import setns_net
 from netbind.cni._types import ERR_INTERNAL, CNIError
-
-CLONE_NEWNET = 0x40000000
-_setns_func = None
-
-
-def _setns(fd: int) -> None:
-    global _setns_func
-    native = getattr(os, "setns", None)
-    if native is not None:  # pragma: no cover - Python >= 3.12
-        native(fd, CLONE_NEWNET)
-        return
-    if _setns_func is None:
-        import _ctypes
-
-        class _CInt(_ctypes._SimpleCData):
-            _type_ = "i"
-
-        class _CFunc(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = _CInt
-
-        libc = _ctypes.dlopen(None, os.RTLD_NOW)
-        _setns_func = (_CFunc(_ctypes.dlsym(libc, "setns")), _ctypes.get_errno)
-    func, get_errno = _setns_func
-    if func(fd, CLONE_NEWNET) != 0:
-        errno = get_errno()
-        raise OSError(errno, os.strerror(errno))
-
 
 def netns_error(path: str, exc: OSError) -> CNIError:
     reason = exc.strerror or str(exc)
@@ -75,7 +44,7 @@ class NetNS:
         target = self.open()
         self._origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(target)
+            setns_net(target)
         except OSError as exc:
             self._close()
             raise netns_error(self.path, exc) from None
@@ -84,7 +53,7 @@ class NetNS:
     def __exit__(self, *exc_info) -> None:
         try:
             if self._origin >= 0:
-                _setns(self._origin)  # failing here would leave the thread in the pod: let it raise
+                setns_net(self._origin)  # failing here would leave the thread in the pod: let it raise
         finally:
             self._close()
 

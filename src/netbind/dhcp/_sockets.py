@@ -53,14 +53,14 @@ def open_endpoints(interface: str, netns_path: str | None, *, v4: bool, v6: bool
 
     def run() -> None:   # a throwaway thread: it enters the namespace and ends there
         try:
-            from netbind.cni._netns import _setns
+            from netbind._setns import setns_net
 
             try:
                 fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
                 raise SocketError(f"netns: cannot open {netns_path}: {exc.strerror}") from None
             try:
-                _setns(fd)
+                setns_net(fd)
             except OSError as exc:
                 hint = " (needs CAP_SYS_ADMIN)" if exc.errno == errno.EPERM else ""
                 raise SocketError(f"netns: cannot enter {netns_path}: {exc.strerror}{hint}") from None
