@@ -182,3 +182,16 @@ def test_tap_interface_link_refresh_through_update_device(run, tmp_path):
     finally:
         conn.close()
     assert netcheck.exchange(node.netns, _pod_address(moved.target.netns), 8080, "tap-vm") == "tap-vm"
+
+
+def test_macvtap_example_is_migratable_for_kubevirt_but_refused_here_with_the_reason(run):
+    """examples/macvtap has no pod network, so KubeVirt calls it migratable (spec 9.1); the local
+    nodes share one lower device, so the runtime says why it cannot and creates nothing."""
+    result = run.up(load_manifests([EXAMPLES / "macvtap"]), wait=False)
+    condition = next(c for c in result.vmi["status"]["conditions"] if c["type"] == "LiveMigratable")
+    assert condition["status"] == "True"
+    with pytest.raises(migrate.MigrationError) as refused:
+        migrate.migrate("vm-net-binding-macvtap", _options(run))
+    assert refused.value.phase == "target pod" and "KubeVirt would migrate this VMI" in refused.value.message
+    assert "lower device 'eth0'" in refused.value.message
+    assert [p.netns for p in sandbox.list_pods(run.runtime)] == [result.pod.netns]

@@ -44,7 +44,8 @@ def migrate(name, wait, timeout, output, images_file):
                                    "vmi": exc.vmi}, indent=2))
         elif output == "text":
             err = _console(stderr=True)
-            err.print(f"[red]✗ {exc.phase or 'migrate'}[/]: {exc.message}", highlight=False, markup=False)
+            err.print(f"[red]✗ {exc.phase or 'migrate'}[/]: ", end="", highlight=False)
+            err.print(exc.message, highlight=False, markup=False)
             if exc.details:
                 err.print(exc.details, highlight=False, markup=False)
         sys.exit(1)

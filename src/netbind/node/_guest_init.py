@@ -13,6 +13,17 @@ Serial protocol, one line per event, ``NB: WORD key=value ...`` (values never co
                                   DHCP from INIT (a fresh DISCOVER), as networkd and NetworkManager do
   ECHO port=                      TCP echo server listening (nb.echo=PORT)
   PROBE target= ok=yes|no reply=  one TCP exchange from the guest (nb.probe=HOST:PORT)
+
+Link-refresh after a migration (KubeVirt: link down, 100 ms, up) helps only a guest whose DHCP
+client reacts to carrier. This init restarts DHCP from INIT on carrier-up (a fresh DISCOVER). Real
+guests, from their documentation (not tested on this machine): systemd-networkd drops the lease on
+carrier loss and restarts DHCP on carrier gain (first an INIT-REBOOT REQUEST for the old address,
+which the new pod's server NAKs, then DISCOVER), unless IgnoreCarrierLoss=/KeepConfiguration= keep
+it; NetworkManager waits for carrier to stay down (its carrier-wait, seconds) before deactivating,
+so a 100 ms flap can pass unnoticed and the old address stays (the issue's user reports);
+ifupdown + ISC dhclient and Alpine's busybox udhcpc ignore carrier altogether: nothing happens
+until T1 renewal or a manual renew, and a busybox RENEW (SIGUSR1) with the old address falls back
+to DISCOVER only after its retries (migration notes: 4.2 s).
 """
 from __future__ import annotations
 

@@ -126,6 +126,7 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
             pod_manifest = render_launcher_pod(vmi, config, nads=manifests.nads, profile=profile)
         except RenderError as exc:
             raise MigrationError(f"virt-controller: {exc.sync_message}", phase="target pod") from None
+        _refuse_shared_lower_devices(pod_manifest, manifests, vmi)
         containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
         images = options.images or ImageMap(**state["images"])
         try:
@@ -159,6 +160,26 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
             raise MigrationError(f"migration failed: {reason}; the VMI keeps running on {migration['sourceNode']}",
                                  phase=phase, details=cleanup, vmi=current_vmi(source)) from exc
         raise
+
+
+def _refuse_shared_lower_devices(pod_manifest: dict, manifests, vmi) -> None:
+    """A limit of this machine, not of KubeVirt: a NAD with a device plugin resource (macvtap-cni)
+    gets the node's lower device, and both local nodes share the one node namespace's device. The
+    target's macvtap, with the VM's MAC on that same device, cannot come up while the source's
+    exists (EADDRINUSE); real nodes each have their own lower device on a shared L2."""
+    from netbind.node.runtime import NETWORKS
+
+    annotations = pod_manifest["metadata"].get("annotations", {})
+    for element in multus.selection_elements(annotations.get(NETWORKS)):
+        namespace = element.get("namespace") or vmi.namespace
+        nad = manifests.nad(namespace, element["name"])
+        device = multus.device_id_of(nad.metadata.annotations) if nad is not None else None
+        if device:
+            raise MigrationError(
+                f"LiveMigratable=True (KubeVirt would migrate this VMI), but the local runtime cannot: network"
+                f" {namespace}/{element['name']} takes the node's lower device {device!r} (device plugin"
+                f" resource), and both local nodes share that one device, so the target's macvtap with the"
+                f" VM's MAC could not come up next to the source's; nothing was created", phase="target pod")
 
 
 def _record(pod: sandbox.Pod, changes: dict) -> None:
@@ -248,7 +269,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         wall = time.perf_counter() - t0
         job = {k: v for k, v in job.items() if isinstance(v, (int, float, str))}
         info["detail"] = (f"{wall:.2f} s, downtime {job.get('downtime', '?')} ms,"
-                          f" {job.get('data_total', 0) / 2**20:.1f} MiB")
+                          f" {job.get('data_processed', 0) / 2**20:.1f} MiB")
     migration.update({"completed": True, "endTimestamp": _now(), "targetNodeDomainDetected": True,
                       "targetNodeDomainReadyTimestamp": _now()})
     # the VM runs on the target now: from here on, failures are reported, not rolled back
