@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "status": "netbind._cli.runtime:status",
     "console": "netbind._cli.runtime:console",
     "logs": "netbind._cli.runtime:logs",
+    "migrate": "netbind._cli.migrate:migrate",
 }
 
 

@@ -70,7 +70,7 @@ def test_guest_leases_every_nic_and_renews_after_link_refresh(guest_image, runti
 
         # KubeVirt's link refresh: link down, then up, through update-device on the live domain
         libvirtd.set_link_state("nb-vm-dhcp", MAC1, up=False)
-        wait_for_reports(console, lambda rs: any(r.word == "LINK" and r.fields == {"iface": "eth1", "state": "down"}
+        wait_for_reports(console, lambda rs: any(r.word == "LINK" and (r.fields["iface"], r.fields["state"]) == ("eth1", "down")
                                                  for r in rs), timeout=10)
         libvirtd.set_link_state("nb-vm-dhcp", MAC1, up=True)
         reports = wait_for_reports(console, lambda rs: len(_leases(rs, "eth1")) == 2, timeout=15)

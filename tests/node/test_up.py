@@ -63,6 +63,18 @@ class Run:
             multus.ensure_world(node.journal, node.netns)
         return node
 
+    def _ours(self, proc: Path) -> bool:
+        """A freed namespace inode is reused by the next namespace anyone creates (other test runs on
+        this machine): a holder is ours only if it names our runtime dir (argv, mounts, environment)."""
+        marker = str(self.runtime).encode()
+        for part in ("cmdline", "mountinfo", "environ"):
+            try:
+                if marker in (proc / part).read_bytes():
+                    return True
+            except OSError:
+                continue
+        return False
+
     def assert_nothing_left(self) -> None:
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
         names = {line.split()[0] for line in listed.splitlines() if line}
@@ -71,7 +83,7 @@ class Run:
         holders = []
         for ns in Path("/proc").glob("[0-9]*/ns/net"):
             try:
-                if os.stat(ns).st_ino in inodes:
+                if os.stat(ns).st_ino in inodes and self._ours(ns.parent.parent):
                     holders.append(ns.parent.parent.name)
             except OSError:
                 continue

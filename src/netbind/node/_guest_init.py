@@ -3,14 +3,27 @@
 Serial protocol, one line per event, ``NB: WORD key=value ...`` (values never contain spaces):
   BOOT uptime= kernel=            init started
   ADDR iface= ip= mask= mac= source=static
-  LEASE iface= ip= mask= router= dns= mac= lease= mtu= serverid= event=bound|renew
+  LEASE iface= ip= mask= router= dns= mac= lease= mtu= serverid= event=bound|renew uptime=
   LEASEFAIL iface= event=
   IFACE iface= mac= config=none   a NIC that the network-config does not list
   READY uptime= ifaces=           every DHCP NIC has a lease (or nb.ready_timeout passed)
   WARN ...  / ERROR ...
-  LINK iface= state=up|down       carrier change; "up" restarts DHCP (a fresh DISCOVER)
+  LINK iface= state=up|down changes= uptime= [missed=yes]
+                                  carrier change (a flap between two polls: missed=yes); "up" restarts
+                                  DHCP from INIT (a fresh DISCOVER), as networkd and NetworkManager do
   ECHO port=                      TCP echo server listening (nb.echo=PORT)
   PROBE target= ok=yes|no reply=  one TCP exchange from the guest (nb.probe=HOST:PORT)
+
+Link-refresh after a migration (KubeVirt: link down, 100 ms, up) helps only a guest whose DHCP
+client reacts to carrier. This init restarts DHCP from INIT on carrier-up (a fresh DISCOVER). Real
+guests, from their documentation (not tested on this machine): systemd-networkd drops the lease on
+carrier loss and restarts DHCP on carrier gain (first an INIT-REBOOT REQUEST for the old address,
+which the new pod's server NAKs, then DISCOVER), unless IgnoreCarrierLoss=/KeepConfiguration= keep
+it; NetworkManager waits for carrier to stay down (its carrier-wait, seconds) before deactivating,
+so a 100 ms flap can pass unnoticed and the old address stays (the issue's user reports);
+ifupdown + ISC dhclient and Alpine's busybox udhcpc ignore carrier altogether: nothing happens
+until T1 renewal or a manual renew, and a busybox RENEW (SIGUSR1) with the old address falls back
+to DISCOVER only after its retries (migration notes: 4.2 s).
 """
 from __future__ import annotations
 
@@ -114,24 +127,32 @@ if [ -n "$probe" ]; then
   if [ -n "$r" ]; then say "PROBE target=$probe ok=yes reply=$r"; else say "PROBE target=$probe ok=no reply="; fi
 fi
 
-# Carrier watch: KubeVirt's link-refresh (and a migration) sets the link down then up; the guest
-# answers with a fresh DHCP exchange, like NetworkManager does. PID 1 must never exit.
-for i in $all; do read c < /sys/class/net/$i/carrier; echo $c > /run/nb/carrier-$i; done
+# Carrier watch: KubeVirt's link-refresh after a migration sets the link down, waits 100 ms and
+# sets it up; the guest answers with a fresh DHCP exchange from INIT (DISCOVER), as
+# systemd-networkd and NetworkManager do. The kernel's carrier_changes counter catches a flap
+# shorter than the poll interval (only the final carrier state would be seen otherwise).
+for i in $all; do
+  read c < /sys/class/net/$i/carrier; echo $c > /run/nb/carrier-$i
+  read n < /sys/class/net/$i/carrier_changes; echo $n > /run/nb/changes-$i
+done
 while :; do
   for i in $all; do
     read c < /sys/class/net/$i/carrier || c=0
+    read n < /sys/class/net/$i/carrier_changes || n=0
     read old < /run/nb/carrier-$i
-    [ "$c" = "$old" ] && continue
-    echo $c > /run/nb/carrier-$i
+    read oldn < /run/nb/changes-$i
+    [ "$n" = "$oldn" ] && [ "$c" = "$old" ] && continue
+    echo $c > /run/nb/carrier-$i; echo $n > /run/nb/changes-$i
+    if [ "$c" = 1 ] && [ "$old" = 1 ]; then say "LINK iface=$i state=down changes=$n uptime=$(now) missed=yes"; fi
     if [ "$c" = 1 ]; then
-      say "LINK iface=$i state=up"
-      case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; start_dhcp $i;; esac
+      say "LINK iface=$i state=up changes=$n uptime=$(now)"
+      case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; ip addr flush dev $i; start_dhcp $i;; esac
     else
-      say "LINK iface=$i state=down"
+      say "LINK iface=$i state=down changes=$n uptime=$(now)"
       case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; ip addr flush dev $i;; esac
     fi
   done
-  sleep 0.3
+  sleep 0.1
 done
 """
 
@@ -150,7 +171,7 @@ case "$1" in
       for r in $router; do ip route add default via $r dev $interface; break; done
     fi
     for d in $dns; do grep -qx "nameserver $d" /etc/resolv.conf 2>/dev/null || echo "nameserver $d" >> /etc/resolv.conf; done
-    echo "NB: LEASE iface=$interface ip=$ip mask=$mask router=$(csv $router) dns=$(csv $dns) mac=$mac lease=$lease mtu=$mtu serverid=$serverid event=$1" > /dev/console
+    echo "NB: LEASE iface=$interface ip=$ip mask=$mask router=$(csv $router) dns=$(csv $dns) mac=$mac lease=$lease mtu=$mtu serverid=$serverid event=$1 uptime=$(cut -d" " -f1 /proc/uptime)" > /dev/console
     touch /run/nb/lease-$interface ;;
   leasefail|nak) echo "NB: LEASEFAIL iface=$interface event=$1" > /dev/console ;;
 esac

@@ -11,8 +11,10 @@ every new libvirtd.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -100,13 +102,14 @@ def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cm
 
 
 def with_serial_log(xml: str, path: Path | str) -> str:
-    """One serial port writing to ``path`` (KubeVirt's unix-socket console needs a client)."""
+    """One serial port appending to ``path`` (KubeVirt's unix-socket console needs a client).
+    Appending keeps what a migration source wrote when the target starts on a copy of it."""
     root = _parse(xml)
     devices = root.find("devices")
     for el in devices.findall("serial") + devices.findall("console"):
         devices.remove(el)
     serial = etree.SubElement(devices, "serial", type="file")
-    etree.SubElement(serial, "source", path=str(path))
+    etree.SubElement(serial, "source", path=str(path), append="on")
     etree.SubElement(serial, "target", port="0")
     return _dump(root)
 
@@ -174,6 +177,13 @@ class Layout:
     def dir(self, host_dir: str) -> Path:
         return self.root / MOUNTS[host_dir]
 
+    def host_path(self, pod_path: Path | str) -> Path:
+        """Where a path that the pod's libvirtd and QEMU see lives on the host."""
+        for host_dir in MOUNTS:
+            if str(pod_path).startswith(host_dir + "/"):
+                return self.dir(host_dir) / str(pod_path)[len(host_dir) + 1:]
+        raise ValueError(f"{pod_path} is not under a directory private to the pod ({', '.join(MOUNTS)})")
+
     @property
     def socket(self) -> Path:
         return self.dir("/run/libvirt") / "libvirt-sock"
@@ -205,6 +215,10 @@ def _prepare(layout: Layout) -> None:
         autostart.unlink()
     with open(etc / "qemu.conf", "a") as conf:
         conf.write(QEMU_CONF)
+    # Each libvirtd plays another host: libvirt refuses to migrate between two daemons that report
+    # the same host UUID (both read the same SMBIOS or machine-id), so each gets its own.
+    with open(etc / "libvirtd.conf", "a") as conf:
+        conf.write(f'\nhost_uuid = "{uuid.uuid5(uuid.NAMESPACE_URL, str(layout.root.resolve()))}"\n')
     for sub in ("qemu", "qemu/channel/target", "qemu/nvram", "images"):
         (layout.dir("/var/lib/libvirt") / sub).mkdir(parents=True, exist_ok=True)
     (layout.dir("/var/log/libvirt") / "qemu").mkdir(parents=True, exist_ok=True)
@@ -276,10 +290,43 @@ class PrivateLibvirtd:
         for entry in self.pod.journal.find("domain", name):
             self.pod.journal.undo(since=self.pod.journal.entries.index(entry))
 
-    def set_link_state(self, name: str, mac: str, up: bool) -> None:
+    def set_link_state(self, name: str, mac: str, up: bool,
+                       flags: int = libvirt.VIR_DOMAIN_AFFECT_LIVE) -> None:
         domain = self.domain(name)
         device = interface_with_link_state(domain.XMLDesc(0), mac, up)
-        domain.updateDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        domain.updateDeviceFlags(device, flags)
+
+    def set_qemu_link(self, name: str, device_id: str, up: bool) -> None:
+        """QEMU's ``set_link`` on a device libvirt does not model (a ``<qemu:commandline>`` NIC):
+        what ``virDomainUpdateDeviceFlags`` with ``<link state>`` does for an ``<interface>``."""
+        import libvirt_qemu
+
+        command = json.dumps({"execute": "set_link", "arguments": {"name": device_id, "up": up}})
+        reply = json.loads(libvirt_qemu.qemuMonitorCommand(self.domain(name), command, 0))
+        if "error" in reply:
+            raise LibvirtError(f"set_link {device_id} {'up' if up else 'down'}: {reply['error'].get('desc')}")
+
+    def adopt_incoming(self, name: str) -> None:
+        """Record a domain that a migration will create here, before it exists (undo: destroy)."""
+        self.pod.journal.intend("domain", name, uri=self.layout.uri)
+
+    def migrate(self, name: str, target: "PrivateLibvirtd", migration_socket: Path) -> dict[str, Any]:
+        """Live-migrate ``name`` to ``target`` as KubeVirt does: peer to peer (this libvirtd
+        drives the target libvirtd over its unix socket), QEMU's stream over a unix socket that
+        the target QEMU listens on; persistent on the target, undefined here. Returns the
+        target's statistics of the completed job (downtime, elapsed time, bytes)."""
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
+                 | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{migration_socket}"}
+        dconnuri = f"qemu+unix:///system?socket={target.layout.socket}"
+        try:
+            self.domain(name).migrateToURI3(dconnuri, params, flags)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(str(exc)) from None
+        try:
+            return target.domain(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except libvirt.libvirtError:
+            return {}
 
     def console_log(self, name: str) -> str:
         path = serial_log_path(self.domain(name).XMLDesc(0))

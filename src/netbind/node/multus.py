@@ -36,12 +36,15 @@ class AttachmentError(RuntimeError):
     """A CNI attachment failed; what was attached before it has been DELeted (newest first)."""
 
 
-def default_pod_network(ipam_dir: Path) -> dict:
+def default_pod_network(ipam_dir: Path, node: int = 0) -> dict:
+    """The pod network of node ``node``: its own bridge and pod CIDR (10.244.<node>.0/24), as each
+    node of a cluster has; the node namespace routes between them like the cluster network."""
+    subnet = f"10.244.{node}" if node else POD_SUBNET
     return {"cniVersion": "1.0.0", "name": POD_NETWORK_NAME, "plugins": [
-        {"type": "bridge", "bridge": "nb-br0", "isGateway": True, "ipMasq": False, "hairpinMode": False,
-         "ipam": {"type": "host-local", "dataDir": str(ipam_dir),
-                  "ranges": [[{"subnet": f"{POD_SUBNET}.0/24", "rangeStart": f"{POD_SUBNET}.10",
-                               "gateway": f"{POD_SUBNET}.1"}]],
+        {"type": "bridge", "bridge": f"nb-br{node}", "isGateway": True, "ipMasq": False, "hairpinMode": False,
+         "ipam": {"type": "host-local", "dataDir": str(ipam_dir / f"node{node}" if node else ipam_dir),
+                  "ranges": [[{"subnet": f"{subnet}.0/24", "rangeStart": f"{subnet}.10",
+                               "gateway": f"{subnet}.1"}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}}]}
 
 

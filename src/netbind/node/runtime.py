@@ -16,6 +16,7 @@ and on libvirt < 11 host passt + ``-netdev stream`` for the passt backend (``net
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -41,6 +42,11 @@ NETWORKS = "k8s.v1.cni.cncf.io/networks"
 STATE_FILE = "runtime.json"
 SOCKET_TIMEOUT = 20.0
 DEFAULT_WAIT = 90.0
+# Paths inside the pod (its libvirtd's private mounts), so that the domain XML names the same paths
+# in every pod of the VMI and a migrated QEMU finds the target pod's own files there.
+POD_PASST_SOCKETS = Path("/run/libvirt/qemu/passt")      # where libvirt >= 11 puts passt's socket too
+POD_CONSOLE = Path("/var/log/libvirt/netbind-console.log")
+POD_SEEDED_INITRD = Path("/var/lib/libvirt/images/netbind-initrd.gz")
 
 
 class UpError(RuntimeError):
@@ -324,7 +330,6 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
                base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
                network_info_annotation) -> UpResult:
-    from netbind.cni.exec import default_cni_path
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
     from netbind.node import libvirt as lv
@@ -335,45 +340,13 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     profile = options.profile
     node = sandbox.ensure_node(pod.names.runtime)
     pod_name = pod_manifest["metadata"].get("name") or f"virt-launcher-{vmi.metadata.name}-{pod.names.suffix}"
-    pod_uid = pod.names.suffix
-    netns_path = str(netdev.NETNS_DIR / pod.netns)
 
     # -- kubelet + Multus: the pod network, then each selection element, in order
     with clock.phase("network") as info:
-        with sandbox.node_lock(pod.names.runtime):
-            multus.ensure_world(node.journal, node.netns)
-        cni_bin = images.cni_bin_dir(node.names.directory / "cni-bin")
-        cni_path = [str(cni_bin), *default_cni_path()]
-        cni = multus.executor(cni_path, pod.names.directory / "cni", node.netns)
         pod_network = options.pod_network or multus.default_pod_network(node.names.directory / "ipam")
-        attachments = [multus.attach(pod.journal, cni, pod_network,
-                                     multus.multus_runtime("eth0", netns_path, pod.netns, None, vmi.namespace,
-                                                           pod_name, pod_uid),
-                                     pod_network.get("name", "pod-network"), default=True)]
-        for index, element in enumerate(multus.selection_elements(annotations.get(NETWORKS)), start=1):
-            namespace = element.get("namespace") or vmi.namespace
-            nad = manifests.nad(namespace, element["name"])
-            if nad is None:
-                raise UpError(f"Multus: NetworkAttachmentDefinition {namespace}/{element['name']} is not in the"
-                              " given files", phase="network")
-            device_id = multus.device_id_of(nad.metadata.annotations)
-            if device_id:
-                with sandbox.node_lock(pod.names.runtime):
-                    segment = multus.ensure_segment(node.journal, node.netns, node.names.directory, device_id)
-                substitutions.append(f"device plugin: {multus.RESOURCE_ANNOTATION} of {namespace}/{element['name']}"
-                                     f" -> deviceID {device_id}, a node L2 segment {segment.subnet}.0/24 with"
-                                     f" DHCP (dnsmasq) on {segment.peer}")
-            ifname = element.get("interface") or f"net{index}"
-            conf = multus.nad_delegate_config(nad.spec.config or "", element.get("cni-args"), device_id)
-            rt = multus.multus_runtime(ifname, netns_path, pod.netns, element.get("mac"), vmi.namespace,
-                                       pod_name, pod_uid)
-            attachments.append(multus.attach(pod.journal, cni, conf, rt, f"{namespace}/{element['name']}"))
-        network_status = multus.network_status(attachments)
-        annotations = dict(annotations, **{NETWORK_STATUS: network_status})
-        (pod.names.directory / "network-status.json").write_text(network_status + "\n")
-        network_info = network_info_annotation(vmi, config, annotations, profile=profile)
-        if network_info:
-            (pod.names.podinfo_dir / "network-info").write_text(network_info)
+        attachments = attach_pod_networks(pod, node, manifests, vmi, annotations, pod_name, images, pod_network,
+                                          substitutions)
+        network_status = publish_network_status(pod, vmi, config, annotations, attachments, profile)
         eth0 = next((ip["address"] for ip in attachments[0].result.get("ips", [])), "?")
         info["detail"] = f"eth0 {eth0}; " + ", ".join(f"{a.network} -> {a.ifname}" for a in attachments[1:]) \
             if len(attachments) > 1 else f"eth0 {eth0}"
@@ -390,16 +363,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     # -- kubelet: the sidecar containers; virt-launcher's libvirtd starts meanwhile
     records = []
     with clock.phase("sidecars+libvirtd") as info:
-        for container, sidecar in zip(sidecar_containers, resolved):
-            env = _container_env(container, pod_name, vmi.namespace, dict(sidecar.env))
-            podinfo = any(m.get("mountPath") == sandbox.PODINFO_TARGET for m in container.get("volumeMounts", []))
-            spec = pod.process_spec(container["name"], sidecar.argv, env=env, hooks_subdir=container["name"],
-                                    podinfo=podinfo)
-            try:
-                records.append(pod.start(spec))
-            except procs.ProcessError as exc:
-                raise UpError(f"sidecar {container['name']} ({sidecar.image}) failed to start",
-                              details=str(exc)) from None
+        records = start_sidecars(pod, sidecar_containers, resolved, pod_name, vmi.namespace)
         libvirtd = lv.PrivateLibvirtd.start(pod)
         info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {libvirtd.record.pid}"
 
@@ -408,21 +372,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
-        deadline = time.monotonic() + options.socket_timeout
-        while True:
-            for record in records:
-                if not procs.alive(record.pid, record.starttime):
-                    raise UpError(f"sidecar {record.name} exited before it served its hook socket",
-                                  details=_tail(record.log, record.name))
-            ready = {p.name for p in _hook_sockets(pod.names.hooks_dir) if _dialable(p)}
-            if len(ready) >= len(records):
-                break
-            if time.monotonic() > deadline:
-                raise UpError(f"{len(records) - len(ready)} sidecar(s) did not open a hook socket under"
-                              f" {pod.names.hooks_dir} within {options.socket_timeout:g} s (virt-launcher: Failed to"
-                              " collect all expected sidecar hook sockets within given timeout)",
-                              details=sidecar_logs())
-            time.sleep(0.005)
+        await_hook_sockets(pod, records, options.socket_timeout)
         manager = HookManager(pod.names.hooks_dir, poll_period=0.02)
         try:
             manager.collect(len(records), timeout=5)
@@ -455,10 +405,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         if dropped:
             substitutions.append(f"domain: {' and '.join(dropped)} dropped (no display; the serial console goes to"
                                  " a file: netbind console)")
-        passt_dir = pod.names.directory / "passt"
-        passt_dir.mkdir(exist_ok=True)
         try:
-            domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: passt_dir / f"{alias}.sock")
+            domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: POD_PASST_SOCKETS / f"{alias}.sock")
         except passtmod.PasstSubstitutionError as exc:
             raise UpError(str(exc)) from None
         import resource
@@ -476,20 +424,19 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         try:
             seed = NoCloudSeed(user_data=cloud_init["UserData"], network_config=cloud_init["NetworkData"] or None,
                                meta_data=cloud_init["NoCloudMetaData"]) if cloud_init else None
-            initrd = guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
-                seed, pod.names.directory / "initrd.gz") if seed else base_initrd
+            if seed:
+                guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
+                    seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))
+            initrd = POD_SEEDED_INITRD if seed else base_initrd
         except SeedError as exc:
             raise UpError(f"cloudInitNoCloud: {exc}") from None
         if seed:
             substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
         cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
-        domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline),
-                                        pod.names.directory / "console.log")
+        domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline), POD_CONSOLE)
         (pod.names.directory / "domain.xml").write_text(domain_xml)
         for nic in passt_nics:
-            record = pod.start(pod.process_spec(f"passt-{nic.name}", nic.passt_argv(host.passt or "passt",
-                                                                                       pod.names.logs_dir / f"passt-{nic.name}.log")))
-            _wait_for_socket(pod, record, nic.socket, f"passt for {nic.alias}")
+            start_passt(pod, libvirtd.layout, nic, host.passt or "passt")
         name = etree.fromstring(domain_xml.encode()).findtext("name")
         try:
             libvirtd.define(domain_xml)
@@ -510,14 +457,18 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
              "nics": [n.__dict__ for n in nics], "podInterfaces": pod_interfaces,
              "conditions": {"LiveMigratable": migratable}, "launcherPod": pod_name,
              "networkStatus": json.loads(network_status), "substitutions": substitutions,
-             "host": host.as_dict(), "phases": clock.phases, "console": str(pod.names.directory / "console.log"),
-             "node": node.netns}
+             "host": host.as_dict(), "phases": clock.phases,
+             "console": str(libvirtd.layout.host_path(POD_CONSOLE)), "node": node.netns,
+             # what a migration needs to render and wire a target pod like this one
+             "manifests": _manifest_documents(manifests), "profile": profile.name,
+             "images": dataclasses.asdict(images), "podNetwork": options.pod_network,
+             "nodeIndex": 0, "nodeName": node_name(0), "passt": [_passt_json(n) for n in passt_nics]}
     (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     libvirtd.close()
 
     if options.wait:
         with clock.phase("guest lease") as info:
-            console = pod.names.directory / "console.log"
+            console = Path(state["console"])
             deadline = time.monotonic() + options.wait_timeout
             while True:
                 text = console.read_text(errors="replace") if console.exists() else ""
@@ -533,6 +484,149 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     return UpResult(pod, current_vmi(pod), clock.phases, substitutions, host.as_dict())
+
+
+def start_passt(pod: sandbox.Pod, layout, nic, binary: str) -> procs.ProcessRecord:
+    """The host passt for one substituted NIC (R6a), listening where the pod's QEMU dials it."""
+    socket_path = layout.host_path(nic.socket)
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    local = dataclasses.replace(nic, socket=socket_path)
+    record = pod.start(pod.process_spec(f"passt-{nic.name}",
+                                        local.passt_argv(binary, pod.names.logs_dir / f"passt-{nic.name}.log")))
+    _wait_for_socket(pod, record, socket_path, f"passt for {nic.alias}")
+    return record
+
+
+def node_name(index: int) -> str:
+    """The node names of this machine: node 0 is the host's name, node N (a migration target) '<host>-nodeN'."""
+    import platform
+
+    return platform.node() if index == 0 else f"{platform.node()}-node{index}"
+
+
+def _manifest_documents(manifests: Manifests) -> list[dict]:
+    docs = [manifests.kubevirt.to_json()] if manifests.kubevirt is not None else []
+    docs += [nad.to_json() for nad in manifests.nads]
+    return docs + [manifests.vmi.to_json()]
+
+
+def manifests_of(state: dict) -> Manifests:
+    """The manifests a running VMI was started from (its state records them)."""
+    from netbind.api.models import KubeVirt, NetworkAttachmentDefinition
+
+    found = Manifests()
+    for doc in state["manifests"]:
+        if doc.get("kind") == "KubeVirt":
+            found.kubevirt = KubeVirt.model_validate(doc)
+        elif doc.get("kind") == "NetworkAttachmentDefinition":
+            found.nads.append(NetworkAttachmentDefinition.model_validate(doc))
+        else:
+            found.vmis.append(VirtualMachineInstance.model_validate(doc))
+    return found
+
+
+def _passt_json(nic) -> dict:
+    return {**dataclasses.asdict(nic), "socket": str(nic.socket)}
+
+
+def passt_nics_of(state: dict) -> list:
+    from netbind.node.passt import PasstNic
+
+    return [PasstNic(**{**n, "socket": Path(n["socket"]), "tcp": tuple(n["tcp"]), "udp": tuple(n["udp"])})
+            for n in state.get("passt", [])]
+
+
+def publish_network_status(pod: sandbox.Pod, vmi: VirtualMachineInstance, config, annotations: dict,
+                           attachments: Sequence[multus.Attachment], profile: Profile) -> str:
+    """Multus' network-status of the pod, and the downward API's network-info derived from it."""
+    from netbind.controller import network_info_annotation
+
+    network_status = multus.network_status(attachments)
+    annotations = dict(annotations, **{NETWORK_STATUS: network_status})
+    (pod.names.directory / "network-status.json").write_text(network_status + "\n")
+    network_info = network_info_annotation(vmi, config, annotations, profile=profile)
+    if network_info:
+        (pod.names.podinfo_dir / "network-info").write_text(network_info)
+    return network_status
+
+
+def attach_pod_networks(pod: sandbox.Pod, node: sandbox.Node, manifests: Manifests, vmi: VirtualMachineInstance,
+                        annotations: dict, pod_name: str, images: ImageMap, pod_network: dict,
+                        substitutions: list[str]) -> list[multus.Attachment]:
+    """The kubelet + Multus for one launcher pod: the node's pod network as eth0, then each element
+    of the Multus annotation, in order (each journalled in the pod: undo is the DEL)."""
+    from netbind.cni.exec import default_cni_path
+
+    pod_uid = pod.names.suffix
+    netns_path = str(netdev.NETNS_DIR / pod.netns)
+    with sandbox.node_lock(pod.names.runtime):
+        multus.ensure_world(node.journal, node.netns)
+    cni_bin = images.cni_bin_dir(node.names.directory / "cni-bin")
+    cni_path = [str(cni_bin), *default_cni_path()]
+    cni = multus.executor(cni_path, pod.names.directory / "cni", node.netns)
+    attachments = [multus.attach(pod.journal, cni, pod_network,
+                                 multus.multus_runtime("eth0", netns_path, pod.netns, None, vmi.namespace,
+                                                       pod_name, pod_uid),
+                                 pod_network.get("name", "pod-network"), default=True)]
+    for index, element in enumerate(multus.selection_elements(annotations.get(NETWORKS)), start=1):
+        namespace = element.get("namespace") or vmi.namespace
+        nad = manifests.nad(namespace, element["name"])
+        if nad is None:
+            raise UpError(f"Multus: NetworkAttachmentDefinition {namespace}/{element['name']} is not in the"
+                          " given files", phase="network")
+        device_id = multus.device_id_of(nad.metadata.annotations)
+        if device_id:
+            with sandbox.node_lock(pod.names.runtime):
+                segment = multus.ensure_segment(node.journal, node.netns, node.names.directory, device_id)
+            substitutions.append(f"device plugin: {multus.RESOURCE_ANNOTATION} of {namespace}/{element['name']}"
+                                 f" -> deviceID {device_id}, a node L2 segment {segment.subnet}.0/24 with"
+                                 f" DHCP (dnsmasq) on {segment.peer}")
+        ifname = element.get("interface") or f"net{index}"
+        conf = multus.nad_delegate_config(nad.spec.config or "", element.get("cni-args"), device_id)
+        rt = multus.multus_runtime(ifname, netns_path, pod.netns, element.get("mac"), vmi.namespace,
+                                   pod_name, pod_uid)
+        attachments.append(multus.attach(pod.journal, cni, conf, rt, f"{namespace}/{element['name']}"))
+    return attachments
+
+
+def start_sidecars(pod: sandbox.Pod, containers: Sequence[dict], resolved: Sequence, pod_name: str,
+                   namespace: str) -> list[procs.ProcessRecord]:
+    """The kubelet's part for the hook sidecar containers: one process each, with the container's
+    environment, its own sockets subdirectory and, if mounted, /etc/podinfo."""
+    records = []
+    for container, sidecar in zip(containers, resolved):
+        env = _container_env(container, pod_name, namespace, dict(sidecar.env))
+        podinfo = any(m.get("mountPath") == sandbox.PODINFO_TARGET for m in container.get("volumeMounts", []))
+        spec = pod.process_spec(container["name"], sidecar.argv, env=env, hooks_subdir=container["name"],
+                                podinfo=podinfo)
+        try:
+            records.append(pod.start(spec))
+        except procs.ProcessError as exc:
+            raise UpError(f"sidecar {container['name']} ({sidecar.image}) failed to start",
+                          details=str(exc)) from None
+    return records
+
+
+def await_hook_sockets(pod: sandbox.Pod, records: Sequence[procs.ProcessRecord], timeout: float) -> None:
+    """virt-launcher's collection: every sidecar serves a dialable socket, or the sidecar's log says why not."""
+    def sidecar_logs() -> str:
+        return "\n".join(_tail(r.log, r.name) for r in records)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in records:
+            if not procs.alive(record.pid, record.starttime):
+                raise UpError(f"sidecar {record.name} exited before it served its hook socket",
+                              details=_tail(record.log, record.name))
+        ready = {p.name for p in _hook_sockets(pod.names.hooks_dir) if _dialable(p)}
+        if len(ready) >= len(records):
+            break
+        if time.monotonic() > deadline:
+            raise UpError(f"{len(records) - len(ready)} sidecar(s) did not open a hook socket under"
+                          f" {pod.names.hooks_dir} within {timeout:g} s (virt-launcher: Failed to"
+                          " collect all expected sidecar hook sockets within given timeout)",
+                          details=sidecar_logs())
+        time.sleep(0.005)
 
 
 def _hook_sockets(hooks_dir: Path) -> list[Path]:
@@ -587,13 +681,16 @@ def current_vmi(pod: sandbox.Pod) -> dict:
     phase = _domain_phase(state)
     conditions = [status.condition("Ready", phase == "Running" and status.ready(reports) is not None),
                   {**state["conditions"]["LiveMigratable"], "lastProbeTime": None, "lastTransitionTime": None}]
-    import platform
+    node = state.get("nodeName") or node_name(0)
     doc = vmi_document(vmi, {
-        "phase": phase, "nodeName": platform.node(), "conditions": conditions,
+        "phase": phase, "nodeName": node, "conditions": conditions,
         "interfaces": status.interface_statuses(nics, reports, state["podInterfaces"]),
-        "activePods": {pod.names.suffix: platform.node()}, "launcherContainerImageVersion": "netbind",
+        "activePods": {pod.names.suffix: node}, "launcherContainerImageVersion": "netbind",
         "migrationTransport": "Unix", "qosClass": "Burstable", "guestOSInfo": {},
     })
+    if state.get("migrationState"):
+        doc["status"]["migrationMethod"] = "LiveMigration"
+        doc["status"]["migrationState"] = state["migrationState"]
     doc["metadata"].setdefault("annotations", {})
     doc["metadata"]["annotations"]["netbind.io/pod-netns"] = pod.netns
     return doc

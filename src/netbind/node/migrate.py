@@ -1,0 +1,402 @@
+"""``netbind migrate``: live migration of a running VMI to a second "node" on this machine, the way
+KubeVirt does it.
+
+The roles, in order: the migration admission (the VMI's ``LiveMigratable`` condition, spec 9.1: a
+refusal carries KubeVirt's ``Cannot migrate VMI, Reason: ..., Message: ...``); virt-controller (the
+target launcher pod, rendered from the same VMI and registry); the target node's kubelet + Multus
+(a new pod namespace wired by the *target node's* pod network: node N has its own bridge and pod
+CIDR 10.244.N.0/24, so the guest's address must change, the case link-refresh exists for); the
+target's sidecars and libvirtd; the target launcher (``OnDefineDomain`` once with the incoming
+domain, result discarded, spec 6.4); the source launcher (a peer-to-peer live migration between the
+two libvirtds, QEMU's stream over a unix socket); virt-handler on the target (link-refresh for every
+interface whose binding declares it: down, 100 ms, up, spec 9.2); the source launcher again
+(``Shutdown`` to the v1alpha3 sidecars); and the source pod's end.
+
+Every failure before the hand-over leaves the VM running on the source: the target pod is torn
+down from its journal and the VMI's ``migrationState`` says ``failed``.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lxml import etree
+
+from netbind.node import guest as guestmod
+from netbind.node import multus, paths, procs, sandbox
+from netbind.node.images import ImageMap, ImageMapError
+from netbind.node.journal import UndoError
+from netbind.node.runtime import (
+    POD_CONSOLE, POD_SEEDED_INITRD, SOCKET_TIMEOUT, STATE_FILE, Progress, UpError, _Clock, _Silent, _tail,
+    attach_pod_networks, await_hook_sockets, current_vmi, load_state, manifests_of, node_name, passt_nics_of,
+    publish_network_status, start_passt, start_sidecars, _domain_phase,
+)
+
+LINK_REFRESH_PAUSE = 0.1     # KubeVirt: down, sleep 100 ms, up
+LINK_REFRESH = "link-refresh"
+
+
+class MigrationError(UpError):
+    """The migration was refused or failed; the VM still runs on the source and the target pod is gone."""
+
+
+@dataclass
+class MigrateOptions:
+    images: ImageMap | None = None        # the target node's image map; default: the one the VM was started with
+    wait: bool = False                    # return once the guest has a lease on the target
+    wait_timeout: float = 60.0
+    runtime: Path | None = None
+    socket_timeout: float = SOCKET_TIMEOUT
+    # fault injection for tests and drills: runs with the target pod once it is ready, before the transfer
+    before_transfer: Callable[[sandbox.Pod], None] | None = None
+
+
+@dataclass
+class MigrateResult:
+    source: str                           # the source pod's netns (gone now)
+    target: sandbox.Pod
+    vmi: dict
+    phases: list[dict] = field(default_factory=list)
+    job: dict = field(default_factory=dict)          # libvirt's completed-job statistics (target side)
+    link_refresh: list[dict] = field(default_factory=list)
+    shutdown: dict = field(default_factory=dict)     # source sidecar -> what happened on Shutdown
+    lease: dict = field(default_factory=dict)        # with --wait: the guest's new lease and its timing
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "target": self.target.netns, "vmi": self.vmi, "phases": self.phases,
+                "job": self.job, "linkRefresh": self.link_refresh, "shutdown": self.shutdown, "lease": self.lease}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _running(name: str, runtime: Path) -> tuple[sandbox.Pod, dict]:
+    pods = [(p, load_state(p)) for p in sandbox.find_pods(name, runtime)]
+    pods = [(p, s) for p, s in pods if s is not None]
+    if not pods:
+        raise MigrationError(f"no VMI {name!r} runs here (netbind status lists them)", phase="admission")
+    if len(pods) > 1:
+        raise MigrationError(f"{name!r} names {len(pods)} running pods ({', '.join(p.netns for p, _ in pods)});"
+                             " name one by its pod namespace", phase="admission")
+    return pods[0]
+
+
+def migrate(name: str, options: MigrateOptions | None = None, progress: Progress | None = None) -> MigrateResult:
+    from netbind.api.versions import profile as profile_named
+    from netbind.bindings import binding_migration_method_by_interface_name, verify_vmi_migratable
+    from netbind.controller import RenderError, render_launcher_pod
+    from netbind.review import configuration
+
+    options = options or MigrateOptions()
+    clock = _Clock(progress or _Silent())
+    runtime = options.runtime or paths.runtime_dir()
+
+    # -- the migration admission: is the VMI migratable (virt-handler's LiveMigratable condition)?
+    with clock.phase("admission") as info:
+        source, state = _running(name, runtime)
+        manifests = manifests_of(state)
+        profile = profile_named(state.get("profile", "latest"))
+        vmi = profile.decoded(manifests.vmi)
+        config = configuration(manifests)
+        verdict = verify_vmi_migratable(vmi, config, profile)
+        if not verdict.migratable:
+            raise MigrationError(f"Cannot migrate VMI, Reason: {verdict.reason}, Message: {verdict.message}",
+                                 phase="admission")
+        if _domain_phase(state) != "Running":
+            raise MigrationError(f"Cannot migrate VMI {vmi.namespace}/{vmi.metadata.name}: it is not running"
+                                 f" (phase {_domain_phase(state)})", phase="admission")
+        source_index = int(state.get("nodeIndex", 0))
+        target_index = 1 - source_index          # two nodes: migrations go back and forth
+        info["detail"] = (f"LiveMigratable=True; {node_name(source_index)} -> {node_name(target_index)}")
+
+    migration = {"migrationUid": str(uuid.uuid4()), "startTimestamp": _now(), "mode": "PreCopy",
+                 "sourceNode": node_name(source_index), "targetNode": node_name(target_index),
+                 "sourcePod": state["launcherPod"], "completed": False, "failed": False}
+
+    # -- virt-controller: the target launcher pod, from the same VMI and registry
+    with clock.phase("target pod") as info:
+        try:
+            pod_manifest = render_launcher_pod(vmi, config, nads=manifests.nads, profile=profile)
+        except RenderError as exc:
+            raise MigrationError(f"virt-controller: {exc.sync_message}", phase="target pod") from None
+        _refuse_shared_lower_devices(pod_manifest, manifests, vmi)
+        containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
+        images = options.images or ImageMap(**state["images"])
+        try:
+            resolved = [images.sidecar(c["image"]) for c in containers]
+        except ImageMapError as exc:
+            raise MigrationError(str(exc), phase="target pod") from None
+        target = sandbox.create_pod(vmi.metadata.name, vmi.namespace, runtime)
+        target_pod_name = f"virt-launcher-{vmi.metadata.name}-{target.names.suffix}"
+        migration["targetPod"] = target_pod_name
+        info["detail"] = f"pod netns {target.netns} on {node_name(target_index)}"
+
+    try:
+        return _migrate_to(target, source, state, vmi, config, manifests, profile, pod_manifest, containers,
+                           resolved, images, target_index, migration, options, clock,
+                           binding_migration_method_by_interface_name(vmi, config))
+    except BaseException as exc:
+        phase = clock.current
+        cleanup = ""
+        try:
+            target.down()
+        except UndoError as undo_exc:
+            cleanup = f"\ncleanup of the target pod incomplete ({undo_exc}); run `netbind down {target.netns}`"
+        reason = exc.message if isinstance(exc, UpError) else f"{phase}: {exc}"
+        migration.update({"failed": True, "endTimestamp": _now(), "failureReason": reason})
+        _record(source, {"migrationState": migration})
+        if isinstance(exc, UpError):
+            raise MigrationError(f"migration failed: {exc.message}; the VMI keeps running on"
+                                 f" {migration['sourceNode']} ({source.netns})", phase=exc.phase or phase,
+                                 details=exc.details + cleanup, vmi=current_vmi(source)) from None
+        if isinstance(exc, Exception):
+            raise MigrationError(f"migration failed: {reason}; the VMI keeps running on {migration['sourceNode']}",
+                                 phase=phase, details=cleanup, vmi=current_vmi(source)) from exc
+        raise
+
+
+def _refuse_shared_lower_devices(pod_manifest: dict, manifests, vmi) -> None:
+    """A limit of this machine, not of KubeVirt: a NAD with a device plugin resource (macvtap-cni)
+    gets the node's lower device, and both local nodes share the one node namespace's device. The
+    target's macvtap, with the VM's MAC on that same device, cannot come up while the source's
+    exists (EADDRINUSE); real nodes each have their own lower device on a shared L2."""
+    from netbind.node.runtime import NETWORKS
+
+    annotations = pod_manifest["metadata"].get("annotations", {})
+    for element in multus.selection_elements(annotations.get(NETWORKS)):
+        namespace = element.get("namespace") or vmi.namespace
+        nad = manifests.nad(namespace, element["name"])
+        device = multus.device_id_of(nad.metadata.annotations) if nad is not None else None
+        if device:
+            raise MigrationError(
+                f"LiveMigratable=True (KubeVirt would migrate this VMI), but the local runtime cannot: network"
+                f" {namespace}/{element['name']} takes the node's lower device {device!r} (device plugin"
+                f" resource), and both local nodes share that one device, so the target's macvtap with the"
+                f" VM's MAC could not come up next to the source's; nothing was created", phase="target pod")
+
+
+def _record(pod: sandbox.Pod, changes: dict) -> None:
+    state = load_state(pod)
+    if state is None:
+        return
+    state.update(changes)
+    (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
+
+
+def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_manifest, containers, resolved,
+                images, target_index, migration, options, clock, methods) -> MigrateResult:
+    from netbind.launcher.hooks import HookClientError, HookManager
+    from netbind.node import libvirt as lv
+
+    node = sandbox.ensure_node(target.names.runtime)
+    annotations = pod_manifest["metadata"].get("annotations", {})
+    substitutions: list[str] = []
+    pod_name = migration["targetPod"]
+
+    # -- the target node's kubelet + Multus
+    with clock.phase("target network") as info:
+        pod_network = state.get("podNetwork") or multus.default_pod_network(node.names.directory / "ipam",
+                                                                            target_index)
+        attachments = attach_pod_networks(target, node, manifests, vmi, annotations, pod_name, images, pod_network,
+                                          substitutions)
+        network_status = publish_network_status(target, vmi, config, annotations, attachments, profile)
+        eth0 = next((ip["address"] for ip in attachments[0].result.get("ips", [])), "?")
+        info["detail"] = f"eth0 {eth0}" + "".join(f", {a.network} -> {a.ifname}" for a in attachments[1:])
+
+    # -- the target's sidecars and libvirtd; the target launcher's OnDefineDomain (result discarded)
+    source_lv = lv.PrivateLibvirtd(source, lv.Layout(source.names.directory / "libvirt"), None)
+    domain_name = state["domain"]
+    with clock.phase("target sidecars+libvirtd") as info:
+        records = start_sidecars(target, containers, resolved, pod_name, vmi.namespace)
+        target_lv = lv.PrivateLibvirtd.start(target)
+        info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {target_lv.record.pid}"
+    with clock.phase("target hooks") as info:
+        await_hook_sockets(target, records, options.socket_timeout)
+        incoming = source_lv.domain(domain_name).XMLDesc(_migratable_flag())
+        vmi_json = json.dumps(current_vmi(source)).encode()
+        manager = HookManager(target.names.hooks_dir, poll_period=0.02)
+        try:
+            manager.collect(len(records), timeout=5)
+            trace: list = []
+            manager.on_define_domain(incoming.encode(), vmi_json, trace=trace)   # side effects only
+        except HookClientError as exc:
+            raise UpError(f"executing custom preStart hooks failed: {exc}",
+                          details="\n".join(_tail(r.log, r.name) for r in records)) from None
+        finally:
+            manager.close()
+        info["detail"] = (f"OnDefineDomain x1 on {len(manager.sidecars)} sidecar(s), result discarded"
+                          if trace else "no hook subscribers")
+
+    # -- the target launcher's files: passt (R6a) where the migrated QEMU dials it, the guest's
+    #    seeded initramfs and the console history at the paths the domain names inside the pod
+    with clock.phase("target prepare") as info:
+        host = state.get("host", {})
+        nics = passt_nics_of(state)
+        for nic in nics:
+            start_passt(target, target_lv.layout, nic, host.get("passt") or "passt")
+        seeded = source_lv.layout.host_path(POD_SEEDED_INITRD)
+        if seeded.exists():
+            destination = target_lv.layout.host_path(POD_SEEDED_INITRD)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(seeded, destination)
+        console = target_lv.layout.host_path(POD_CONSOLE)
+        console.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(state["console"], console)
+        if options.before_transfer is not None:
+            options.before_transfer(target)
+        target_lv.adopt_incoming(domain_name)
+        info["detail"] = f"{len(nics)} passt NIC(s) listening in the target pod"
+
+    # -- the source launcher: live migration, peer to peer, QEMU's stream over a unix socket
+    with clock.phase("transfer") as info:
+        channel = target.names.directory / "migration"
+        channel.mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            job = source_lv.migrate(domain_name, target_lv, channel / "qemu.sock")
+        except lv.LibvirtError as exc:
+            qemu_log = target_lv.layout.dir("/var/log/libvirt") / "qemu" / f"{domain_name}.log"
+            raise UpError(f"live migration failed: {exc}", details=_tail(qemu_log, "target qemu")) from None
+        finally:
+            source_lv.close()
+        wall = time.perf_counter() - t0
+        job = {k: v for k, v in job.items() if isinstance(v, (int, float, str))}
+        info["detail"] = (f"{wall:.2f} s, downtime {job.get('downtime', '?')} ms,"
+                          f" {job.get('data_processed', 0) / 2**20:.1f} MiB")
+    migration.update({"completed": True, "endTimestamp": _now(), "targetNodeDomainDetected": True,
+                      "targetNodeDomainReadyTimestamp": _now()})
+    # the VM runs on the target now: from here on, failures are reported, not rolled back
+
+    # -- virt-handler on the target: FinalizeVirtualMachineMigration's link-refresh
+    refreshed = []
+    with clock.phase("link-refresh") as info:
+        xml = target_lv.domain(domain_name).XMLDesc(0)
+        by_alias = {nic.alias: nic for nic in nics}
+        for iface_name, method in methods.items():
+            if method != LINK_REFRESH:
+                continue
+            alias = f"ua-{iface_name}"
+            t0 = time.perf_counter()
+            if alias in by_alias:    # a <qemu:commandline> NIC (R6a): QEMU's set_link, what libvirt would send
+                target_lv.set_qemu_link(domain_name, alias, False)
+                time.sleep(LINK_REFRESH_PAUSE)
+                target_lv.set_qemu_link(domain_name, alias, True)
+                how = "QMP set_link (R6a NIC)"
+            else:
+                mac = _mac_of_alias(xml, alias)
+                if mac is None:
+                    continue         # KubeVirt skips domain interfaces it cannot find by alias
+                flags = _live_and_config()
+                target_lv.set_link_state(domain_name, mac, False, flags)
+                time.sleep(LINK_REFRESH_PAUSE)
+                target_lv.set_link_state(domain_name, mac, True, flags)
+                how = "virDomainUpdateDeviceFlags LIVE|CONFIG"
+            refreshed.append({"interface": iface_name, "how": how, "at": time.time(),
+                              "ms": round((time.perf_counter() - t0) * 1000, 1)})
+        target_lv.close()
+        info["detail"] = ", ".join(f"{r['interface']} ({r['ms']} ms)" for r in refreshed) or "no interface declares it"
+
+    # -- the source launcher after hand-over: Shutdown to v1alpha3 sidecars, then the pod ends
+    with clock.phase("source shutdown") as info:
+        shutdown = _shutdown_source_sidecars(source)
+        source_netns = source.netns
+        source.down()
+        info["detail"] = "; ".join(f"{k}: {v}" for k, v in shutdown.items()) or "no sidecars"
+
+    new_state = dict(state)
+    new_state.update({"uri": target_lv.layout.uri, "launcherPod": pod_name, "node": node.netns,
+                      "nodeIndex": target_index, "nodeName": node_name(target_index),
+                      "networkStatus": json.loads(network_status), "console": str(console),
+                      "substitutions": state.get("substitutions", []) + substitutions,
+                      "migrationState": migration, "phases": clock.phases})
+    (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
+
+    lease: dict = {}
+    if options.wait and refreshed:
+        with clock.phase("guest lease") as info:
+            lease = _wait_for_new_lease(console, options.wait_timeout)
+            info["detail"] = f"{lease['iface']} {lease['ip']} ({lease['link_up_to_lease_ms']} ms after link up)"
+        new_state["phases"] = clock.phases
+        (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
+    return MigrateResult(source_netns, target, current_vmi(target), clock.phases, job, refreshed, shutdown, lease)
+
+
+def _migratable_flag() -> int:
+    import libvirt
+
+    return libvirt.VIR_DOMAIN_XML_MIGRATABLE
+
+
+def _live_and_config() -> int:
+    import libvirt
+
+    return libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def _mac_of_alias(xml: str, alias: str) -> str | None:
+    root = etree.fromstring(xml.encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+    for iface in root.findall("devices/interface"):
+        alias_el, mac = iface.find("alias"), iface.find("mac")
+        if alias_el is not None and alias_el.get("name") == alias and mac is not None:
+            return mac.get("address")
+    return None
+
+
+def _shutdown_source_sidecars(source: sandbox.Pod, grace: float = 3.0) -> dict[str, str]:
+    """Shutdown to the source's v1alpha3 sidecars (errors are logged and ignored, as KubeVirt does);
+    then whether each sidecar process ended by itself. One that did not would keep KubeVirt's
+    source pod from completing; here the pod is torn down regardless."""
+    from netbind.launcher.hooks import HookClientError, HookManager
+
+    sidecars = [e for e in source.journal.find("process") if e.name.startswith("hook-sidecar-") and "pid" in e.attrs]
+    if not sidecars:
+        return {}
+    outcome: dict[str, str] = {}
+    manager = HookManager(source.names.hooks_dir, poll_period=0.02)
+    try:
+        manager.collect(len(sidecars), timeout=5)
+        manager.shutdown()
+    except HookClientError as exc:
+        outcome["error"] = f"Shutdown: {exc}"
+    finally:
+        manager.close()
+    deadline = time.monotonic() + grace
+    pending = {e.name: e for e in sidecars}
+    while pending and time.monotonic() < deadline:
+        for name, entry in list(pending.items()):
+            if not procs.alive(entry.attrs["pid"], entry.attrs["starttime"]):
+                outcome[name] = "exited after Shutdown"
+                del pending[name]
+        time.sleep(0.02)
+    for name in pending:
+        outcome[name] = "still running (no v1alpha3 Shutdown): KubeVirt's source pod would not complete"
+    return outcome
+
+
+def _wait_for_new_lease(console: Path, timeout: float) -> dict:
+    """The first DHCP lease after the last carrier-up the guest reported (the link-refresh)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = guestmod.parse_reports(console.read_text(errors="replace"))
+        ups = [i for i, r in enumerate(reports) if r.word == "LINK" and r.fields.get("state") == "up"]
+        if ups:
+            up = reports[ups[-1]]
+            lease = next((r for r in reports[ups[-1] + 1:] if r.word == "LEASE"), None)
+            if lease is not None:
+                delta = float(lease.fields.get("uptime", "nan")) - float(up.fields.get("uptime", "nan"))
+                return {"iface": lease.fields.get("iface"), "ip": lease.fields.get("ip"),
+                        "router": lease.fields.get("router"), "link_up_to_lease_ms": round(delta * 1000)}
+        if time.monotonic() > deadline:
+            raise UpError(f"the guest took no new lease within {timeout:g} s after link-refresh",
+                          details="--- console ---\n" + "\n".join(console.read_text(errors="replace").splitlines()[-15:]))
+        time.sleep(0.01)
+
+
+__all__ = ["MigrateOptions", "MigrateResult", "MigrationError", "migrate"]
