@@ -94,3 +94,29 @@ def test_bridge_plugin_vm_gets_the_pod_address_from_the_sidecar(run):
     assert "v4 ACK" in (result.pod.names.logs_dir / "hook-sidecar-0.log").read_text()
     assert _interface(runtime.current_vmi(result.pod), "default")["ipAddress"] == pod_ip
     assert links["eth0-nic"]["master"] == "k6t-eth0"
+
+
+def test_bridge_plugin_in_dual_stack_gives_ipv4_and_an_ipv6_address_and_default_route(run):
+    import ipaddress
+
+    pod_network = multus.default_pod_network(run.runtime / "node" / "ipam")
+    ipam = pod_network["plugins"][0]["ipam"]
+    ipam["ranges"].append([{"subnet": "fd00:10:244::/64", "gateway": "fd00:10:244::1"}])
+    ipam["routes"].append({"dst": "::/0"})
+    result = run.up(load_manifests([EXAMPLES / "bridge-plugin"]), pod_network=pod_network)
+    status = json.loads((result.pod.names.directory / "network-status.json").read_text())
+    ips = status[0]["ips"]
+    assert len(ips) == 2 and ipaddress.ip_address(ips[1]).version == 6
+    reports = wait_for_reports(_console(result), lambda rs: any(r.word == "ADDR6" for r in rs), timeout=20)
+    lease = next(r for r in reports if r.word == "LEASE")
+    assert lease.fields["ip"] == ips[0]
+    addr6 = next(r for r in reports if r.word == "ADDR6")
+    assert ipaddress.ip_address(addr6.fields["ip"]) in ipaddress.ip_network("fd00:10:244::/64")
+    # the default route points at the pod network's real router (the node's bridge), not into the pod
+    node_bridge = next(a["local"] for a in json.loads(netdev.ip("-j", "-6", "addr", "show", "dev", "nb-br0",
+                                                                netns=run.node_netns).stdout)[0]["addr_info"]
+                       if a.get("scope") == "link")
+    assert addr6.fields["router"] == node_bridge
+    assert any("router advertisements" in s for s in result.substitutions)
+    sidecar_log = (result.pod.names.logs_dir / "hook-sidecar-0.log").read_text()
+    assert "serving DHCPv4/DHCPv6 on k6t-eth0" in sidecar_log

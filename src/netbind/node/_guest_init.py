@@ -9,6 +9,7 @@ Serial protocol, one line per event, ``NB: WORD key=value ...`` (values never co
   READY uptime= ifaces=           every DHCP NIC has a lease (or nb.ready_timeout passed)
   WARN ...  / ERROR ...
   LINK iface= state=up|down       carrier change; "up" restarts DHCP (a fresh DISCOVER)
+  ADDR6 iface= ip= mask= router= source=ra   a global IPv6 address and default route (from RAs)
   ECHO port=                      TCP echo server listening (nb.echo=PORT)
   PROBE target= ok=yes|no reply=  one TCP exchange from the guest (nb.probe=HOST:PORT)
 """
@@ -129,6 +130,15 @@ while :; do
     else
       say "LINK iface=$i state=down"
       case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; ip addr flush dev $i;; esac
+    fi
+  done
+  # IPv6 comes from router advertisements (the kernel's SLAAC and default route): report it once
+  for i in $all; do
+    case " $v6_reported " in *" $i "*) continue;; esac
+    a=$(ip -6 addr show dev $i scope global 2>/dev/null | sed -n 's/.*inet6 \([^ ]*\).*/\1/p' | head -n 1)
+    r=$(ip -6 route 2>/dev/null | sed -n "s/^default via \([^ ]*\) dev $i .*/\1/p" | head -n 1)
+    if [ -n "$a" ] && [ -n "$r" ]; then
+      say "ADDR6 iface=$i ip=${a%/*} mask=${a#*/} router=$r source=ra"; v6_reported="$v6_reported $i"
     fi
   done
   sleep 0.3

@@ -363,6 +363,11 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             rt = multus.multus_runtime(ifname, netns_path, pod.netns, element.get("mac"), vmi.namespace,
                                        pod_name, pod_uid)
             attachments.append(multus.attach(pod.journal, cni, conf, rt, f"{namespace}/{element['name']}"))
+        with sandbox.node_lock(pod.names.runtime):
+            router = multus.ensure_router_advertisements(node.journal, node.netns, node.names.directory,
+                                                         attachments[0].result)
+        if router:
+            substitutions.append(router)
         network_status = multus.network_status(attachments)
         annotations = dict(annotations, **{NETWORK_STATUS: network_status})
         (pod.names.directory / "network-status.json").write_text(network_status + "\n")
