@@ -20,7 +20,7 @@ if [ -e "$LIB_DIR" ]; then mv "$LIB_DIR" "$LIB_DIR.old"; fi
 mv "$LIB_DIR.new" "$LIB_DIR"
 rm -rf "$LIB_DIR.old"
 
-for entry in passt:netbind-cni-passt-binding macvtap:netbind-cni-macvtap; do
+for entry in passt:netbind-cni-passt-binding macvtap:netbind-cni-macvtap bridge:netbind-cni-bridge-binding; do
   binding=${entry%%:*}; name=${entry#*:}
   tmp="$CNI_BIN_DIR/.$name.tmp"
   cat > "$tmp" <<LAUNCHER

@@ -21,7 +21,7 @@ def test_installer_writes_fast_launchers_that_work(tmp_path, netns):
                        capture_output=True)
     launcher = bin_dir / "netbind-cni-passt-binding"
     assert launcher.read_text().startswith(f"#!{sys.executable} -IS\n")
-    assert sorted(p.name for p in bin_dir.iterdir()) == ["netbind-cni-macvtap",
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["netbind-cni-bridge-binding", "netbind-cni-macvtap",
                                                           "netbind-cni-passt-binding"]
     assert cmd_version(str(launcher))["supportedVersions"][-1] == "1.1.0"
     conf = {"cniVersion": "1.0.0", "name": "nb-deploy", "type": "netbind-cni-passt-binding",

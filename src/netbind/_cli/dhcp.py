@@ -61,6 +61,8 @@ def dhcp() -> None:
 @click.option("--ra-interval", type=float, help="Seconds between unsolicited RAs.")
 @click.option("--no-answer", is_flag=True, help="Read and log requests, send nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="Also log ignored packets.")
+@click.option("--counters", "counters_file", type=click.Path(dir_okay=False),
+              help="Keep the server's counters (received, answered, ignored per protocol) in this JSON file.")
 def serve(**opts: Any) -> None:
     """Serve one client until interrupted, logging every exchange to stderr."""
     import asyncio
@@ -84,6 +86,8 @@ def serve(**opts: Any) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: loop.create_task(server.close()))
+        if opts["counters_file"]:
+            loop.create_task(_keep_counters(server, opts["counters_file"]))
         await server.serve_forever()
 
     try:
@@ -92,6 +96,24 @@ def serve(**opts: Any) -> None:
         message = str(exc)
         field = message.split(":", 1)[0]
         fail(_name_option(message), EXIT_BAD_INPUT if field in ("interface", "netns") else 1)
+
+
+async def _keep_counters(server, path: str, period: float = 0.2) -> None:
+    """Rewrite ``path`` (atomically) whenever the counters changed; a reader never sees half a file."""
+    import asyncio
+    import json
+    import os
+
+    written = None
+    while True:
+        current = dict(server.counters)
+        if current != written:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as fh:
+                json.dump(current, fh)
+            os.replace(tmp, path)
+            written = current
+        await asyncio.sleep(period)
 
 
 def _name_option(line: str) -> str:

@@ -11,6 +11,7 @@ Serial protocol, one line per event, ``NB: WORD key=value ...`` (values never co
   LINK iface= state=up|down changes= uptime= [missed=yes]
                                   carrier change (a flap between two polls: missed=yes); "up" restarts
                                   DHCP from INIT (a fresh DISCOVER), as networkd and NetworkManager do
+  ADDR6 iface= ip= mask= router= source=ra   a global IPv6 address and default route (from RAs)
   ECHO port=                      TCP echo server listening (nb.echo=PORT)
   PROBE target= ok=yes|no reply=  one TCP exchange from the guest (nb.probe=HOST:PORT)
 
@@ -150,6 +151,17 @@ while :; do
     else
       say "LINK iface=$i state=down changes=$n uptime=$(now)"
       case " $dhcp_ifaces " in *" $i "*) stop_dhcp $i; ip addr flush dev $i;; esac
+    fi
+  done
+  # IPv6 comes from router advertisements (the kernel's SLAAC and default route): report it once,
+  # looking every 0.5 s only (each ip(8) run is costly under TCG)
+  tick=$(( (tick + 1) % 5 ))
+  [ "$tick" = 0 ] && for i in $all; do
+    case " $v6_reported " in *" $i "*) continue;; esac
+    a=$(ip -6 addr show dev $i scope global 2>/dev/null | sed -n 's/.*inet6 \([^ ]*\).*/\1/p' | head -n 1)
+    r=$(ip -6 route 2>/dev/null | sed -n "s/^default via \([^ ]*\) dev $i .*/\1/p" | head -n 1)
+    if [ -n "$a" ] && [ -n "$r" ]; then
+      say "ADDR6 iface=$i ip=${a%/*} mask=${a#*/} router=$r source=ra"; v6_reported="$v6_reported $i"
     fi
   done
   sleep 0.1

@@ -29,6 +29,7 @@ UNDO: dict[str, str] = {
     "file": "netbind.node.journal:undo_file",
     "domain": "netbind.node.libvirt:undo_domain",
     "cni-attachment": "netbind.node.multus:undo_attachment",
+    "netpod-layout": "netbind.node.handler:undo_layout",
 }
 
 

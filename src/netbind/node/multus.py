@@ -205,3 +205,36 @@ def ensure_segment(journal: Journal, netns: str, directory: Path, lower: str) ->
     record = procs.start(spec)
     journal.created(proc_entry, **record.attrs())
     return segment
+
+
+# ---- the pod network's IPv6 router ----------------------------------------------------------------
+
+RA_PROCESS = "router-advertisements"
+RA_INTERVAL = 4.0   # the shortest RFC 4861 allows: a guest that boots between two RAs waits at most this
+
+
+def ensure_router_advertisements(journal: Journal, netns: str, directory: Path, result: dict) -> str | None:
+    """On a dual-stack pod network the node's gateway is an IPv6 router, and a router advertises:
+    RAs on the node side of the pod network (the CNI bridge) with the subnet's prefix (M, O and A
+    flags: DHCPv6 where the guest runs a client, else SLAAC) and itself as the default router. Guests
+    behind a bridge binding get their IPv6 default route from here, as on a real network. Started
+    once per node (a process in the node's journal); returns what it advertises, or None."""
+    import ipaddress
+    import sys
+
+    v6 = [ip for ip in result.get("ips", []) if ipaddress.ip_interface(ip["address"]).version == 6]
+    l2 = next((i.get("name") for i in result.get("interfaces", []) if not i.get("sandbox")), None)
+    if not v6 or not v6[0].get("gateway") or not l2:
+        return None
+    prefix = str(ipaddress.ip_interface(v6[0]["address"]).network)
+    what = f"IPv6 router advertisements for {prefix} on {l2} (the node plays the pod network's router)"
+    if journal.find("process", RA_PROCESS):
+        return what
+    argv = (sys.executable, "-m", "netbind.cli", "dhcp", "serve", "-i", l2, "--client-mac", "02:00:00:00:00:01",
+            "--ra", "--ra-prefix", prefix, "--slaac", "--ra-interval", str(RA_INTERVAL))
+    spec = procs.ProcessSpec(RA_PROCESS, argv, directory / "logs" / f"{RA_PROCESS}.log",
+                             directory / "pids" / f"{RA_PROCESS}.pid", netns=netns)
+    entry = journal.intend("process", RA_PROCESS, log=str(spec.log), pidfile=str(spec.pidfile))
+    record = procs.start(spec)
+    journal.created(entry, **record.attrs())
+    return what

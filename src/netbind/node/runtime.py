@@ -5,7 +5,8 @@ the kubelet + Multus (a pod sandbox, the node CNI configuration for the pod netw
 element of the Multus annotation through the CNI executor), the kubelet again (each sidecar
 container as a process with the container's environment, its sockets subdirectory at
 /var/run/kubevirt-hooks and, if asked, /etc/podinfo), virt-handler (nothing for tap and
-sidecar-only bindings; managedTap is refused until its wiring lands) and virt-launcher (a private
+sidecar-only bindings; for managedTap the in-pod bridge, tap and dummy of ``netbind.node.handler``,
+and a DHCP server on the pod network's L2 as its upstream) and virt-launcher (a private
 libvirtd, the domain from the VMI and the pod's real links, the hook chain, define, start). Every
 phase is timed; anything failing tears the pod down from its journal, so nothing is left.
 
@@ -19,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from lxml import etree
 
@@ -33,9 +33,9 @@ from netbind.api.models import VirtualMachineInstance
 from netbind.api.versions import LATEST, Profile
 from netbind.node import guest as guestmod
 from netbind.node import host as hostmod
-from netbind.node import multus, netdev, paths, procs, sandbox, status
+from netbind.node import handler, multus, netdev, paths, procs, sandbox, status
 from netbind.node.images import ImageMap, ImageMapError
-from netbind.node.journal import Journal, UndoError
+from netbind.node.journal import UndoError
 
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
@@ -272,12 +272,6 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         sidecar_containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
         annotations = pod_manifest["metadata"].get("annotations", {})
         info["detail"] = f"launcher pod with {len(sidecar_containers)} hook sidecar(s)"
-        for iface in vmi.spec.interfaces:
-            plugin = config.bindings.get(iface.binding.name) if iface.binding else None
-            if plugin is not None and plugin.domain_attachment_type == "managedTap":
-                raise UpError(f"interface {iface.name}: binding {iface.binding.name!r} uses domainAttachmentType"
-                              " managedTap, whose virt-handler wiring the local runtime does not do yet",
-                              phase="render")
 
     # -- stand-ins, resolved before anything is created
     substitutions: list[str] = []
@@ -359,6 +353,15 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         for i in vmi.spec.interfaces if i.name in pod_interfaces]}
     vmi_doc = vmi_document(vmi, vmi_status)
     vmi_with_status = VirtualMachineInstance.model_validate(vmi_doc)
+
+    # -- virt-handler: network phase 1 (managedTap layouts and their upstream DHCP)
+    with clock.phase("virt-handler") as info:
+        try:
+            wired = handler.phase1(pod, node, vmi, config, attachments, pod_interfaces, substitutions)
+        except (handler.netpod.LayoutError, RuntimeError) as exc:
+            raise UpError(str(exc)) from None
+        substitutions += [f"managedTap upstream DHCP: {t.dhcp}" for t in wired if t.dhcp]
+        info["detail"] = handler.describe(wired)
 
     # -- kubelet: the sidecar containers; virt-launcher's libvirtd starts meanwhile
     records = []
@@ -453,7 +456,9 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     nics = _domain_nics(domain_xml, vmi, passt_nics)
     migratable = verify_vmi_migratable(vmi, config, profile).condition()
-    state = {"vmi": vmi.to_json(), "domain": name, "uri": libvirtd.layout.uri,
+    state = {"managedTap": [{"interface": t.interface, "tap": t.layout.tap, "mac": t.vm_mac, "dhcp": t.dhcp,
+                             "counters": t.counters} for t in wired],
+             "vmi": vmi.to_json(), "domain": name, "uri": libvirtd.layout.uri,
              "nics": [n.__dict__ for n in nics], "podInterfaces": pod_interfaces,
              "conditions": {"LiveMigratable": migratable}, "launcherPod": pod_name,
              "networkStatus": json.loads(network_status), "substitutions": substitutions,
@@ -586,6 +591,12 @@ def attach_pod_networks(pod: sandbox.Pod, node: sandbox.Node, manifests: Manifes
         rt = multus.multus_runtime(ifname, netns_path, pod.netns, element.get("mac"), vmi.namespace,
                                    pod_name, pod_uid)
         attachments.append(multus.attach(pod.journal, cni, conf, rt, f"{namespace}/{element['name']}"))
+    # a dual-stack pod network needs its IPv6 router: the node advertises itself on the CNI bridge
+    with sandbox.node_lock(pod.names.runtime):
+        router = multus.ensure_router_advertisements(node.journal, node.netns, node.names.directory,
+                                                     attachments[0].result)
+    if router:
+        substitutions.append(router)
     return attachments
 
 

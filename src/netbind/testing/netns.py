@@ -6,7 +6,6 @@ node namespace so nothing touches the root namespace.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from dataclasses import dataclass
