@@ -3,9 +3,7 @@ handling, and scapy decoding what we send. Every option is asserted on the clien
 from __future__ import annotations
 
 import json
-import os
 import pwd
-import socket
 import subprocess
 import sys
 import time

@@ -7,7 +7,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netbind.dhcp import DHCPv4Config, DHCPv6Config
+from netbind.dhcp import DHCPv4Config
 from netbind.dhcp import _ra, _v4, _v6
 
 from .test_codec import MAC, MACB, SERVER_DUID, V4, V6, request, v6msg

@@ -159,6 +159,6 @@ def test_no_audit_record_is_lost_when_the_sidecar_stops(tmp_path, hook_sockets_d
         records = proc.audit_records()
     calls = [r for r in records if r["event"] == "call"]
     assert [r["vmi"] for r in calls] == [f"ns/vm{i}" for i in range(40)]
-    assert all(f'+\t\t<interface type="ethernet">' in r["diff"] and f'<alias name="ua-vm{i}"/>' in r["diff"]
+    assert all('+\t\t<interface type="ethernet">' in r["diff"] and f'<alias name="ua-vm{i}"/>' in r["diff"]
                for i, r in enumerate(calls))
     assert records[-1]["event"] == "stopped"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import time

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from netbind.node import guest, libvirt as lv, migrate, multus, netcheck, netdev, runtime, sandbox
+from netbind.node import guest, libvirt as lv, migrate, netcheck, netdev, runtime, sandbox
 from netbind.node.images import ImageMap
 from netbind.api.loading import load_manifests
 

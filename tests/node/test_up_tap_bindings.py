@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from netbind.api.loading import load_manifests
 from netbind.node import handler, multus, netcheck, netdev, runtime
