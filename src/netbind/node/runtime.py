@@ -78,6 +78,7 @@ class UpOptions:
     runtime: Path | None = None
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
+    passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
 
 
 @dataclass
@@ -229,6 +230,14 @@ def _dialable(path: Path) -> bool:
         probe.close()
 
 
+def _host_info(host: hostmod.HostStack, passt_path) -> dict:
+    """The host's stack as detected, with the passt path taken (nothing is missing on the native one)."""
+    info = dict(host.as_dict(), passt=passt_path.to_json())
+    if passt_path.native:
+        info["notes"] = []
+    return info
+
+
 def vmi_document(vmi: VirtualMachineInstance, status_: dict) -> dict:
     doc = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"}
     doc.update({k: v for k, v in vmi.to_json().items() if k not in ("apiVersion", "kind", "status")})
@@ -287,6 +296,11 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         for container, sidecar in zip(sidecar_containers, resolved):
             substitutions.append(f"{container['name']}: image {sidecar.image} -> {' '.join(sidecar.argv)}"
                                  f" [{sidecar.source}]")
+        from netbind.node import native
+        try:
+            passt_path = native.select(options.passt)
+        except (ValueError, native.StackError) as exc:
+            raise UpError(f"passt path: {exc}", phase="images") from None
         image = guestmod.ensure_guest() if disk.kernel is None else None
         kernel = Path(disk.kernel) if disk.kernel else image.kernel
         base_initrd = Path(disk.initrd) if disk.initrd else image.initrd
@@ -303,7 +317,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
     try:
         result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
                             kernel, base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-                            network_info_annotation)
+                            network_info_annotation, passt_path)
     except BaseException as exc:
         phase = clock.current
         try:
@@ -323,7 +337,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
                base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-               network_info_annotation) -> UpResult:
+               network_info_annotation, passt_path) -> UpResult:
     from netbind.cni.exec import default_cni_path
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
@@ -400,7 +414,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             except procs.ProcessError as exc:
                 raise UpError(f"sidecar {container['name']} ({sidecar.image}) failed to start",
                               details=str(exc)) from None
-        libvirtd = lv.PrivateLibvirtd.start(pod)
+        from netbind.node.native import start_libvirtd
+        libvirtd = start_libvirtd(pod, passt_path)
         info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {libvirtd.record.pid}"
 
     def sidecar_logs() -> str:
@@ -457,10 +472,13 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                                  " a file: netbind console)")
         passt_dir = pod.names.directory / "passt"
         passt_dir.mkdir(exist_ok=True)
-        try:
-            domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: passt_dir / f"{alias}.sock")
-        except passtmod.PasstSubstitutionError as exc:
-            raise UpError(str(exc)) from None
+        passt_nics = []
+        substitutions.append(passt_path.describe())
+        if not passt_path.native:
+            try:
+                domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: passt_dir / f"{alias}.sock")
+            except passtmod.PasstSubstitutionError as exc:
+                raise UpError(str(exc)) from None
         import resource
         _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         for i, nic in enumerate(passt_nics):
@@ -468,8 +486,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             if limited:
                 substitutions.append(f"passt: {limited}")
         for nic in passt_nics:
-            why = "see the host notes" if host.notes else "the native path (libvirt spawning passt --vhost-user) is not wired yet"
-            substitutions.append(f"passt (recipe R6a): {nic.describe()} [{why}]")
+            substitutions.append(f"passt (recipe R6a): {nic.describe()}")
         if not host.kvm:
             domain_xml = lv.to_tcg(domain_xml)
             substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
@@ -495,7 +512,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             libvirtd.define(domain_xml)
         except lv.LibvirtError as exc:
             raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
-        info["detail"] = f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)"
+        info["detail"] = (f"domain {name} defined (passt native)" if passt_path.native else
+                          f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)")
     with clock.phase("start") as info:
         try:
             libvirtd.start_domain(name)
@@ -504,13 +522,15 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                                                                    / "qemu" / f"{name}.log", "qemu")) from None
         info["detail"] = f"{name} running"
 
-    nics = _domain_nics(domain_xml, vmi, passt_nics)
+    # the defined domain: libvirt fills in what the hooks left out (e.g. a MAC for the native passt NIC)
+    nics = _domain_nics(libvirtd.domain(name).XMLDesc(0), vmi, passt_nics)
     migratable = verify_vmi_migratable(vmi, config, profile).condition()
     state = {"vmi": vmi.to_json(), "domain": name, "uri": libvirtd.layout.uri,
              "nics": [n.__dict__ for n in nics], "podInterfaces": pod_interfaces,
              "conditions": {"LiveMigratable": migratable}, "launcherPod": pod_name,
              "networkStatus": json.loads(network_status), "substitutions": substitutions,
-             "host": host.as_dict(), "phases": clock.phases, "console": str(pod.names.directory / "console.log"),
+             "host": _host_info(host, passt_path), "phases": clock.phases,
+             "console": str(pod.names.directory / "console.log"),
              "node": node.netns}
     (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     libvirtd.close()
@@ -532,7 +552,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             info["detail"] = ", ".join(leases) or "ready (no addresses)"
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
-    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, host.as_dict())
+    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"])
 
 
 def _hook_sockets(hooks_dir: Path) -> list[Path]:

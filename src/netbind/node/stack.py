@@ -321,6 +321,7 @@ def _prune(base: Path, keep: Path) -> None:
 
 def _build(apt: PrivateApt, inputs: StackInputs, source: dict, target: Path, say: Callable[[str], None]) -> None:
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    os.chmod(work, 0o755)  # QEMU and passt run as libvirt-qemu: the stack must be readable by it
     try:
         debs = work / "debs"
         debs.mkdir()
