@@ -37,7 +37,7 @@ MODES = ("auto", "native", "substitute")
 ENV = "NETBIND_PASST"
 QEMU_USER = "libvirt-qemu"
 KVM_GROUP = "kvm"
-KUBEVIRT_RUN = "/run/kubevirt"   # /var/run/kubevirt on a node: the passt logFile's directory
+KUBEVIRT_RUN = "/var/run/kubevirt"   # the passt logFile's directory (a node mount point: sandbox.MOUNT_POINTS)
 NATIVE_QEMU_CONF = """
 # netbind: a private libvirtd (native passt stack) inside a pod network namespace
 stdio_handler = "file"
@@ -146,7 +146,6 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         kubevirt_run = pod.names.directory / "kubevirt-run"
         kubevirt_run.mkdir(exist_ok=True)
         os.chown(kubevirt_run, uid, gid)
-        Path(KUBEVIRT_RUN).mkdir(exist_ok=True)  # the mount point (a node has it); empty on the host
         resolv = pod.names.directory / "resolv.conf"
         resolv.write_text("# netbind pod: no cluster DNS here (passt advertises none)\n")
         dev = pod.names.directory / "dev"

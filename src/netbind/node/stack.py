@@ -220,21 +220,26 @@ class PrivateApt:
 
     def source(self, package: str) -> dict:
         """The newest source paragraph: version, file names and their SHA-256."""
-        out = self.run("apt-cache", "showsrc", package).stdout
-        best = None
-        for para in out.split("\n\n"):
-            if not para.strip().startswith("Package:"):
-                continue
-            version = re.search(r"^Version: (\S+)", para, re.M)
-            sums = re.search(r"^Checksums-Sha256:\n((?: .+\n?)+)", para, re.M)
-            if not version or not sums:
-                continue
-            files = {f.split()[2]: f.split()[0] for f in sums.group(1).splitlines() if len(f.split()) == 3}
-            if best is None or _dpkg_newer(version.group(1), best["version"]):
-                best = {"version": version.group(1), "files": files}
+        best = newest_source(self.run("apt-cache", "showsrc", package).stdout)
         if best is None:
             raise StackError(f"no source package {package} in {SOURCE_SUITE} on {MIRROR}")
         return best
+
+
+def newest_source(showsrc: str) -> dict | None:
+    """From ``apt-cache showsrc`` output: the newest version with its files' SHA-256 (pure)."""
+    best = None
+    for para in showsrc.split("\n\n"):
+        if not para.strip().startswith("Package:"):
+            continue
+        version = re.search(r"^Version: (\S+)", para, re.M)
+        sums = re.search(r"^Checksums-Sha256:\n((?: .+\n?)+)", para, re.M)
+        if not version or not sums:
+            continue
+        files = {f.split()[2]: f.split()[0] for f in sums.group(1).splitlines() if len(f.split()) == 3}
+        if best is None or _dpkg_newer(version.group(1), best["version"]):
+            best = {"version": version.group(1), "files": files}
+    return best
 
 
 def _dpkg_newer(a: str, b: str) -> bool:
