@@ -102,7 +102,12 @@ def select(option: str | None = None) -> PasstPath:
     mode = requested_mode(option)
     if mode == "substitute":
         return choose(mode, None, None, ensure_stack)
-    return choose(mode, host_native(), cached_stack(), ensure_stack)
+    from netbind.node import host as hostmod
+    from netbind.node.stack import MIN_LIBVIRT
+
+    system_libvirt = hostmod.detect().libvirt  # already probed by up: skip three more execs on Debian 12
+    host = host_native() if system_libvirt and system_libvirt >= MIN_LIBVIRT else None
+    return choose(mode, host, cached_stack(), ensure_stack)
 
 
 def start_libvirtd(pod: Pod, path: PasstPath) -> lv.PrivateLibvirtd:
