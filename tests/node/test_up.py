@@ -143,7 +143,7 @@ def test_passt_binding_leases_the_pod_address_and_talks_tcp_both_ways(run):
     node = run.node()
     server = netcheck.start_server(node.netns, multus.WORLD_ADDRESS, 9000, run.runtime / "node" / "server.log")
     try:
-        result = run.up(load_manifests([EXAMPLES / "passt"]),
+        result = run.up(load_manifests([EXAMPLES / "passt"]), passt="substitute",  # R6a (test_up_native: native)
                         guest_args=("nb.echo=8080", f"nb.probe={multus.WORLD_ADDRESS}:9000"))
         pod_ip = _pod_address(result.pod)
         lease = next(r for r in _reports(result) if r.word == "LEASE")

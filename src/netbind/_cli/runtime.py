@@ -40,8 +40,12 @@ def _console(stderr: bool = False):
               help="The node's CNI network list (JSON) for the pod network; default bridge + host-local.")
 @click.option("--guest-arg", "guest_args", multiple=True,
               help="Extra kernel command line word for the tiny guest (e.g. nb.echo=8080); repeatable.")
+@click.option("--passt", "passt", type=click.Choice(["auto", "native", "substitute"]), default=None,
+              help="passt binding path: native (libvirt >= 11 runs the sidecar's vhost-user + passt backend;"
+                   " provisions the stack if missing), substitute (recipe R6a: host passt + -netdev stream), auto"
+                   " (native when available, else substitute). Default $NETBIND_PASST, else auto.")
 @handles_bad_input
-def up(files, version, wait, timeout, output, images_file, pod_network, guest_args):
+def up(files, version, wait, timeout, output, images_file, pod_network, guest_args, passt):
     """Run the VM/VMI of the given manifests on this machine: validate, render the launcher pod,
     wire it with CNI, start its sidecars and a private libvirtd, run the hooks, boot the guest."""
     from netbind.api.loading import load_manifests
@@ -64,7 +68,7 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
             from netbind._cli.common import BadInput
             raise BadInput(f"--pod-network {pod_network}: {exc}") from None
     options = UpOptions(images=images, pod_network=network, guest_args=guest_args, wait=wait,
-                        wait_timeout=timeout, profile=profile(version))
+                        wait_timeout=timeout, profile=profile(version), passt=passt)
     console = _console()
     progress = _RichProgress(console) if output == "text" else None
     try:

@@ -334,9 +334,13 @@ class PrivateLibvirtd:
             return ""
         return path.read_text(errors="replace")
 
+    def shared_capabilities(self) -> Path:
+        """Where this kind of libvirtd keeps the QEMU capabilities it shares between pods."""
+        return shared_capabilities_dir()
+
     def share_capabilities(self) -> None:
         """Offer this libvirtd's probed QEMU capabilities to the next ones (pitfall 8)."""
-        shared = shared_capabilities_dir()
+        shared = self.shared_capabilities()
         fresh = [p for p in self.layout.capabilities.glob("*.xml")
                  if not (shared / p.name).exists() or (shared / p.name).read_bytes() != p.read_bytes()]
         if not fresh:

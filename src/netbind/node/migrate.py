@@ -215,7 +215,10 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     domain_name = state["domain"]
     with clock.phase("target sidecars+libvirtd") as info:
         records = start_sidecars(target, containers, resolved, pod_name, vmi.namespace)
-        target_lv = lv.PrivateLibvirtd.start(target)
+        # the target runs the passt path the source runs (a native domain needs a native libvirtd)
+        from netbind.node import native
+        source_path = (state.get("host") or {}).get("passt", {}).get("path", "substitute")
+        target_lv = native.start_libvirtd(target, native.select(source_path))
         info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {target_lv.record.pid}"
     with clock.phase("target hooks") as info:
         await_hook_sockets(target, records, options.socket_timeout)

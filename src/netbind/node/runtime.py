@@ -84,6 +84,7 @@ class UpOptions:
     runtime: Path | None = None
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
+    passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
 
 
 @dataclass
@@ -235,6 +236,14 @@ def _dialable(path: Path) -> bool:
         probe.close()
 
 
+def _host_info(host: hostmod.HostStack, passt_path) -> dict:
+    """The host's stack as detected, with the passt path taken (nothing is missing on the native one)."""
+    info = dict(host.as_dict(), passt=passt_path.to_json())
+    if passt_path.native:
+        info["notes"] = []
+    return info
+
+
 def vmi_document(vmi: VirtualMachineInstance, status_: dict) -> dict:
     doc = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"}
     doc.update({k: v for k, v in vmi.to_json().items() if k not in ("apiVersion", "kind", "status")})
@@ -287,6 +296,11 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         for container, sidecar in zip(sidecar_containers, resolved):
             substitutions.append(f"{container['name']}: image {sidecar.image} -> {' '.join(sidecar.argv)}"
                                  f" [{sidecar.source}]")
+        from netbind.node import native
+        try:
+            passt_path = native.select(options.passt)
+        except (ValueError, native.StackError) as exc:
+            raise UpError(f"passt path: {exc}", phase="images") from None
         image = guestmod.ensure_guest() if disk.kernel is None else None
         kernel = Path(disk.kernel) if disk.kernel else image.kernel
         base_initrd = Path(disk.initrd) if disk.initrd else image.initrd
@@ -303,7 +317,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
     try:
         result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
                             kernel, base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-                            network_info_annotation)
+                            network_info_annotation, passt_path)
     except BaseException as exc:
         phase = clock.current
         try:
@@ -323,7 +337,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
                base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-               network_info_annotation) -> UpResult:
+               network_info_annotation, passt_path) -> UpResult:
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
     from netbind.node import libvirt as lv
@@ -367,7 +381,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     records = []
     with clock.phase("sidecars+libvirtd") as info:
         records = start_sidecars(pod, sidecar_containers, resolved, pod_name, vmi.namespace)
-        libvirtd = lv.PrivateLibvirtd.start(pod)
+        from netbind.node.native import start_libvirtd
+        libvirtd = start_libvirtd(pod, passt_path)
         info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {libvirtd.record.pid}"
 
     def sidecar_logs() -> str:
@@ -408,10 +423,14 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         if dropped:
             substitutions.append(f"domain: {' and '.join(dropped)} dropped (no display; the serial console goes to"
                                  " a file: netbind console)")
-        try:
-            domain_xml, passt_nics = passtmod.substitute(domain_xml, lambda alias: POD_PASST_SOCKETS / f"{alias}.sock")
-        except passtmod.PasstSubstitutionError as exc:
-            raise UpError(str(exc)) from None
+        passt_nics = []
+        substitutions.append(passt_path.describe())
+        if not passt_path.native:
+            try:
+                domain_xml, passt_nics = passtmod.substitute(domain_xml,
+                                                             lambda alias: POD_PASST_SOCKETS / f"{alias}.sock")
+            except passtmod.PasstSubstitutionError as exc:
+                raise UpError(str(exc)) from None
         import resource
         _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         for i, nic in enumerate(passt_nics):
@@ -419,8 +438,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             if limited:
                 substitutions.append(f"passt: {limited}")
         for nic in passt_nics:
-            why = "see the host notes" if host.notes else "the native path (libvirt spawning passt --vhost-user) is not wired yet"
-            substitutions.append(f"passt (recipe R6a): {nic.describe()} [{why}]")
+            substitutions.append(f"passt (recipe R6a): {nic.describe()}")
         if not host.kvm:
             domain_xml = lv.to_tcg(domain_xml)
             substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
@@ -445,7 +463,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             libvirtd.define(domain_xml)
         except lv.LibvirtError as exc:
             raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
-        info["detail"] = f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)"
+        info["detail"] = (f"domain {name} defined (passt native)" if passt_path.native else
+                          f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)")
     with clock.phase("start") as info:
         try:
             libvirtd.start_domain(name)
@@ -454,7 +473,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                                                                    / "qemu" / f"{name}.log", "qemu")) from None
         info["detail"] = f"{name} running"
 
-    nics = _domain_nics(domain_xml, vmi, passt_nics)
+    # the defined domain: libvirt fills in what the hooks left out (e.g. a MAC for the native passt NIC)
+    nics = _domain_nics(libvirtd.domain(name).XMLDesc(0), vmi, passt_nics)
     migratable = verify_vmi_migratable(vmi, config, profile).condition()
     state = {"managedTap": [{"interface": t.interface, "tap": t.layout.tap, "mac": t.vm_mac, "dhcp": t.dhcp,
                              "counters": t.counters} for t in wired],
@@ -462,7 +482,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
              "nics": [n.__dict__ for n in nics], "podInterfaces": pod_interfaces,
              "conditions": {"LiveMigratable": migratable}, "launcherPod": pod_name,
              "networkStatus": json.loads(network_status), "substitutions": substitutions,
-             "host": host.as_dict(), "phases": clock.phases,
+             "host": _host_info(host, passt_path), "phases": clock.phases,
              "console": str(libvirtd.layout.host_path(POD_CONSOLE)), "node": node.netns,
              # what a migration needs to render and wire a target pod like this one
              "manifests": _manifest_documents(manifests), "profile": profile.name,
@@ -488,7 +508,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             info["detail"] = ", ".join(leases) or "ready (no addresses)"
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
-    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, host.as_dict())
+    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"])
 
 
 def start_passt(pod: sandbox.Pod, layout, nic, binary: str) -> procs.ProcessRecord:

@@ -159,7 +159,9 @@ class PodNames:
 
 
 # Host directories that private mount namespaces mount over (a pod's libvirtd, sidecars).
-MOUNT_POINTS = (Path("/run/libvirt"), Path(HOOKS_TARGET).resolve(), Path(PODINFO_TARGET))
+# /var/run/kubevirt: where the passt sidecar's logFile points (the native passt path, netbind.node.native).
+MOUNT_POINTS = (Path("/run/libvirt"), Path(HOOKS_TARGET).resolve(), Path(PODINFO_TARGET),
+                Path("/var/run/kubevirt").resolve())
 
 
 def node_plan(node: NodeNames) -> Plan:
