@@ -42,7 +42,8 @@ def _options(run, **kw) -> migrate.MigrateOptions:
 
 def _up(run, manifests, **kw):
     node = run.node()
-    result = run.up(manifests, guest_args=("nb.echo=8080",), **kw)
+    # local migration runs on the R6a passt path (the native one is refused: see test below)
+    result = run.up(manifests, guest_args=("nb.echo=8080",), passt="substitute", **kw)
     source_ip = _pod_address(result.pod.netns)
     assert netcheck.exchange(node.netns, source_ip, 8080, "before") == "before"
     return node, result, source_ip
@@ -195,3 +196,11 @@ def test_macvtap_example_is_migratable_for_kubevirt_but_refused_here_with_the_re
     assert refused.value.phase == "target pod" and "KubeVirt would migrate this VMI" in refused.value.message
     assert "lower device 'eth0'" in refused.value.message
     assert [p.netns for p in sandbox.list_pods(run.runtime)] == [result.pod.netns]
+
+
+def test_a_vm_on_the_native_passt_path_is_refused_with_the_reason(tmp_path):
+    state = {"host": {"passtPath": {"path": "native"}}}
+    with pytest.raises(migrate.MigrationError, match="native passt path"):
+        migrate.refuse_unsupported_passt_path(state)
+    migrate.refuse_unsupported_passt_path({"host": {"passtPath": {"path": "substitute"}}})
+    migrate.refuse_unsupported_passt_path({})  # VMs started before the path was recorded

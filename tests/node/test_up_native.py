@@ -39,7 +39,7 @@ def test_native_passt_leases_the_pod_address_and_talks_tcp_both_ways(run, native
         # the path taken, and why
         assert any(s.startswith("passt: native") and native_stack.describe() in s for s in result.substitutions)
         assert not any("recipe R6a" in s for s in result.substitutions)
-        assert result.host["passt"]["path"] == "native" and result.host["notes"] == []
+        assert result.host["passtPath"]["path"] == "native" and result.host["notes"] == []
 
         # the domain libvirt runs carries the sidecar's interface as written: no -netdev stream rewrite
         state = runtime.load_state(result.pod)

@@ -88,6 +88,15 @@ def _running(name: str, runtime: Path) -> tuple[sandbox.Pod, dict]:
     return pods[0]
 
 
+def refuse_unsupported_passt_path(state: dict) -> None:
+    """Local migration is built on the R6a passt path (host passt + -netdev stream); a VM whose
+    passt runs natively (libvirt 11 starts it, QEMU runs as libvirt-qemu) is not migrated yet."""
+    if (state.get("host") or {}).get("passtPath", {}).get("path") == "native":
+        raise MigrationError("the local runtime cannot migrate a VM on the native passt path yet (vhost-user"
+                             " passt under libvirt 11); start it with `netbind up --passt substitute` to"
+                             " migrate it", phase="admission")
+
+
 def migrate(name: str, options: MigrateOptions | None = None, progress: Progress | None = None) -> MigrateResult:
     from netbind.api.versions import profile as profile_named
     from netbind.bindings import binding_migration_method_by_interface_name, verify_vmi_migratable
@@ -109,6 +118,7 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         if not verdict.migratable:
             raise MigrationError(f"Cannot migrate VMI, Reason: {verdict.reason}, Message: {verdict.message}",
                                  phase="admission")
+        refuse_unsupported_passt_path(state)
         if _domain_phase(state) != "Running":
             raise MigrationError(f"Cannot migrate VMI {vmi.namespace}/{vmi.metadata.name}: it is not running"
                                  f" (phase {_domain_phase(state)})", phase="admission")
@@ -217,7 +227,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         records = start_sidecars(target, containers, resolved, pod_name, vmi.namespace)
         # the target runs the passt path the source runs (a native domain needs a native libvirtd)
         from netbind.node import native
-        source_path = (state.get("host") or {}).get("passt", {}).get("path", "substitute")
+        source_path = (state.get("host") or {}).get("passtPath", {}).get("path", "substitute")
         target_lv = native.start_libvirtd(target, native.select(source_path))
         info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {target_lv.record.pid}"
     with clock.phase("target hooks") as info:

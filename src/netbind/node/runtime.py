@@ -238,7 +238,7 @@ def _dialable(path: Path) -> bool:
 
 def _host_info(host: hostmod.HostStack, passt_path) -> dict:
     """The host's stack as detected, with the passt path taken (nothing is missing on the native one)."""
-    info = dict(host.as_dict(), passt=passt_path.to_json())
+    info = dict(host.as_dict(), passtPath=passt_path.to_json())
     if passt_path.native:
         info["notes"] = []
     return info
