@@ -199,8 +199,10 @@ def test_macvtap_example_is_migratable_for_kubevirt_but_refused_here_with_the_re
 
 
 def test_a_vm_on_the_native_passt_path_is_refused_with_the_reason(tmp_path):
+    passt_nic = '<interface type="vhostuser"><backend type="passt" logFile="/x"/></interface>'
     state = {"host": {"passtPath": {"path": "native"}}}
     with pytest.raises(migrate.MigrationError, match="native passt path"):
-        migrate.refuse_unsupported_passt_path(state)
-    migrate.refuse_unsupported_passt_path({"host": {"passtPath": {"path": "substitute"}}})
-    migrate.refuse_unsupported_passt_path({})  # VMs started before the path was recorded
+        migrate.refuse_unsupported_passt_path(state, f"<domain><devices>{passt_nic}</devices></domain>")
+    migrate.refuse_unsupported_passt_path(state, "<domain><devices></devices></domain>")  # no passt NIC
+    migrate.refuse_unsupported_passt_path({"host": {"passtPath": {"path": "substitute"}}}, passt_nic)
+    migrate.refuse_unsupported_passt_path({}, passt_nic)  # VMs started before the path was recorded

@@ -88,10 +88,11 @@ def _running(name: str, runtime: Path) -> tuple[sandbox.Pod, dict]:
     return pods[0]
 
 
-def refuse_unsupported_passt_path(state: dict) -> None:
+def refuse_unsupported_passt_path(state: dict, domain_xml: str) -> None:
     """Local migration is built on the R6a passt path (host passt + -netdev stream); a VM whose
     passt runs natively (libvirt 11 starts it, QEMU runs as libvirt-qemu) is not migrated yet."""
-    if (state.get("host") or {}).get("passtPath", {}).get("path") == "native":
+    native = (state.get("host") or {}).get("passtPath", {}).get("path") == "native"
+    if native and "<backend type=\"passt\"" in domain_xml.replace("'", '"'):
         raise MigrationError("the local runtime cannot migrate a VM on the native passt path yet (vhost-user"
                              " passt under libvirt 11); start it with `netbind up --passt substitute` to"
                              " migrate it", phase="admission")
@@ -118,7 +119,8 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         if not verdict.migratable:
             raise MigrationError(f"Cannot migrate VMI, Reason: {verdict.reason}, Message: {verdict.message}",
                                  phase="admission")
-        refuse_unsupported_passt_path(state)
+        domain_file = source.names.directory / "domain.xml"
+        refuse_unsupported_passt_path(state, domain_file.read_text() if domain_file.exists() else "")
         if _domain_phase(state) != "Running":
             raise MigrationError(f"Cannot migrate VMI {vmi.namespace}/{vmi.metadata.name}: it is not running"
                                  f" (phase {_domain_phase(state)})", phase="admission")
