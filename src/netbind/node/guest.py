@@ -10,7 +10,6 @@ uncompressed ELF ``vmlinux`` (PVH entry): under TCG that saves ~3.5 s per boot o
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import lzma
@@ -20,10 +19,8 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 from netbind.node import _cpio, _guest_init, paths
 from netbind.node.seed import NoCloudSeed, seed_initrd
@@ -111,17 +108,6 @@ def resolve_inputs() -> GuestInputs:
     raise GuestBuildError(f"apt-cache show {KERNEL_META_PACKAGE}: no linux-image dependency found")
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _image(directory: Path, inputs: GuestInputs, built: bool, note: str = "") -> GuestImage:
     return GuestImage(directory, directory / "vmlinux", directory / "initramfs.gz", inputs, built, note)
 
@@ -176,7 +162,7 @@ def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -
     target = cache / inputs.key()
     if _complete(target):
         return _image(target, inputs, built=False)
-    with _locked(cache):
+    with paths.locked(cache):
         if _complete(target):  # someone else built it while we waited
             return _image(target, inputs, built=False)
         _build(inputs, target)

@@ -9,15 +9,13 @@ Everything lives under the runtime dir (``$NETBIND_RUNTIME_DIR``, default ``/run
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 import secrets
 import subprocess
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from netbind.node import netdev, paths, procs
 from netbind.node.journal import Journal
@@ -256,17 +254,6 @@ def apply(plan: Sequence[Step], journal: Journal) -> None:
 
 # ---- owners: the node and the pods -------------------------------------------------------------
 
-@contextmanager
-def _runtime_lock(runtime: Path) -> Iterator[None]:
-    runtime.mkdir(parents=True, exist_ok=True)
-    with open(runtime / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 @dataclass
 class Node:
     names: NodeNames
@@ -280,7 +267,7 @@ class Node:
 def ensure_node(runtime: Path | None = None) -> Node:
     """The node namespace of this runtime dir, created on first use."""
     names = NodeNames(runtime or paths.runtime_dir())
-    with _runtime_lock(names.runtime):
+    with paths.locked(names.runtime):
         journal = Journal(names.directory)
         if journal.path.exists() and netdev.netns_exists(names.netns):
             return Node(names, journal)
@@ -398,7 +385,7 @@ def down_all(runtime: Path | None = None) -> list[str]:
 
 def node_lock(runtime: Path | None = None):
     """Serializes changes to the node namespace between concurrent runtimes of one runtime dir."""
-    return _runtime_lock(runtime or paths.runtime_dir())
+    return paths.locked(runtime or paths.runtime_dir())
 
 
 def down_node_if_idle(runtime: Path | None = None) -> None:
@@ -409,7 +396,7 @@ def down_node_if_idle(runtime: Path | None = None) -> None:
 
 def down_node(runtime: Path | None = None) -> None:
     names = NodeNames(runtime or paths.runtime_dir())
-    with _runtime_lock(names.runtime):
+    with paths.locked(names.runtime):
         if names.directory.exists():
             Journal(names.directory).destroy()
     for leftover in (names.runtime / "pods", names.runtime / ".lock"):

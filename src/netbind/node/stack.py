@@ -19,8 +19,6 @@ Host notes: R6b, "Newer passt on Debian 12", pitfalls 2, 3, 9, 10.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +30,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from netbind.node import paths
 
@@ -253,17 +251,6 @@ def _apt_errors(proc: subprocess.CompletedProcess) -> str:
 
 # ---- provisioning ------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _locked(base: Path) -> Iterator[None]:
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _for_apt(directory: Path) -> None:
     """apt downloads as ``_apt`` when that user may write the target (else as root, with a warning)."""
     try:
@@ -295,7 +282,7 @@ def ensure_stack(cache: Path | None = None, refresh: bool = False,
         if current is not None:
             return current
     started = time.monotonic()
-    with _locked(base):
+    with paths.locked(base):
         if not refresh:
             current = cached_stack(cache)
             if current is not None:  # built by someone else while we waited
