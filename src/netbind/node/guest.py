@@ -166,7 +166,7 @@ def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -
         if _complete(target):  # someone else built it while we waited
             return _image(target, inputs, built=False)
         _build(inputs, target)
-        _prune(cache, keep=target)
+        paths.prune_builds(cache, keep=target)
     return _image(target, inputs, built=True)
 
 
@@ -176,12 +176,6 @@ def _newest_build(cache: Path) -> GuestImage | None:
         return None
     data = json.loads(manifests[-1].read_text())
     return _image(manifests[-1].parent, GuestInputs(**data["inputs"]), built=False)
-
-
-def _prune(cache: Path, keep: Path) -> None:
-    for entry in cache.iterdir():
-        if entry.is_dir() and entry != keep:
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _build(inputs: GuestInputs, target: Path) -> None:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -31,3 +34,21 @@ def locked(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# A build another netbind version (another checkout, a running VM) may still use is kept this long.
+BUILD_RETENTION_SECONDS = 24 * 3600
+_BUILD_DIR = re.compile(r"[0-9a-f]{16}|\.build-.*")
+
+
+def prune_builds(base: Path, keep: Path, retention: float = BUILD_RETENTION_SECONDS) -> None:
+    """Remove cached builds (hash-named directories, abandoned ``.build-*``) other than ``keep``
+    that are older than ``retention``."""
+    horizon = time.time() - retention
+    for entry in base.iterdir():
+        try:
+            old = entry.stat().st_mtime < horizon
+        except FileNotFoundError:
+            continue
+        if entry.is_dir() and entry != keep and old and _BUILD_DIR.fullmatch(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)

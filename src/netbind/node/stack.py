@@ -301,14 +301,8 @@ def ensure_stack(cache: Path | None = None, refresh: bool = False,
             built = True
         (base / "current.tmp").write_text(json.dumps({"key": target.name, "inputs": asdict(inputs)}))
         (base / "current.tmp").replace(base / "current.json")
-        _prune(base, keep=target)
+        paths.prune_builds(base, keep=target)
     return _load(target, built=built, seconds=round(time.monotonic() - started, 2))
-
-
-def _prune(base: Path, keep: Path) -> None:
-    for entry in base.iterdir():
-        if entry.is_dir() and entry not in (keep, base / "apt") and re.fullmatch(r"[0-9a-f]{16}|\.build-.*", entry.name):
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _build(apt: PrivateApt, inputs: StackInputs, source: dict, target: Path, say: Callable[[str], None]) -> None:
