@@ -18,6 +18,7 @@ from netbind.api.loading import load_manifests
 
 from .conftest import wait_for_reports
 from .test_up import EXAMPLES, HERE, PASST_IMAGE, run  # noqa: F401  (the `run` fixture)
+from .test_up_native import native_stack  # noqa: F401  (fixture)
 
 NOT_MIGRATABLE = ("Cannot migrate VMI, Reason: InterfaceNotLiveMigratable, Message: cannot migrate VMI which does"
                   " not use masquerade or a migratable plugin to connect to the pod network")
@@ -40,17 +41,20 @@ def _options(run, **kw) -> migrate.MigrateOptions:
     return migrate.MigrateOptions(runtime=run.runtime, wait_timeout=30, **kw)
 
 
-def _up(run, manifests, **kw):
+def _up(run, manifests, passt="substitute", **kw):
     node = run.node()
-    # local migration runs on the R6a passt path (the native one is refused: see test below)
-    result = run.up(manifests, guest_args=("nb.echo=8080",), passt="substitute", **kw)
+    result = run.up(manifests, guest_args=("nb.echo=8080",), passt=passt, **kw)
     source_ip = _pod_address(result.pod.netns)
     assert netcheck.exchange(node.netns, source_ip, 8080, "before") == "before"
     return node, result, source_ip
 
 
-def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run):
-    node, result, source_ip = _up(run, load_manifests([EXAMPLES / "passt"]))
+@pytest.mark.parametrize("passt", ["substitute", "native"])
+def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run, request, passt):
+    if passt == "native":
+        request.getfixturevalue("native_stack")   # provisioned by `make stack`; FAILS in CI if missing
+    node, result, source_ip = _up(run, load_manifests([EXAMPLES / "passt"]), passt=passt)
+    assert result.host["passtPath"]["path"] == passt
     source = result.pod
     moved = migrate.migrate("vm-net-binding-passt", _options(run, wait=True))
     target = moved.target

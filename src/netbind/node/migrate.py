@@ -156,6 +156,13 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
                            binding_migration_method_by_interface_name(vmi, config))
     except BaseException as exc:
         phase = clock.current
+        if migration["completed"] and isinstance(exc, Exception):
+            # after the hand-over the guest lives in the target pod: tearing it down would kill the VM
+            reason = exc.message if isinstance(exc, UpError) else str(exc)
+            raise MigrationError(f"{phase} failed after the hand-over: {reason}; the VMI runs on"
+                                 f" {migration['targetNode']} ({target.netns}) now; source pod {source.netns}"
+                                 f" (no domain left) and the target remain for `netbind down`",
+                                 phase=phase) from exc
         cleanup = ""
         try:
             target.down()
@@ -260,10 +267,12 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         if seeded.exists():
             destination = target_lv.layout.host_path(POD_SEEDED_INITRD)
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(seeded, destination)
+            shutil.copyfile(seeded, destination)
         console = target_lv.layout.host_path(POD_CONSOLE)
         console.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(state["console"], console)
+        # contents only: the source libvirt's DAC bookkeeping (trusted.libvirt.security.* xattrs:
+        # "in use, owner X") must not come along, or the target libvirt refuses to relabel the copy
+        shutil.copyfile(state["console"], console)
         if options.before_transfer is not None:
             options.before_transfer(target)
         target_lv.adopt_incoming(domain_name)
@@ -272,7 +281,8 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     # -- the source launcher: live migration, peer to peer, QEMU's stream over a unix socket
     with clock.phase("transfer") as info:
         channel = target.names.directory / "migration"
-        channel.mkdir(exist_ok=True)
+        channel.mkdir(mode=0o700, exist_ok=True)
+        target_lv.hand_to_qemu(channel)   # the target QEMU listens there (as libvirt-qemu on the native path)
         t0 = time.perf_counter()
         try:
             job = source_lv.migrate(domain_name, target_lv, channel / "qemu.sock")
@@ -308,11 +318,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
                 mac = _mac_of_alias(xml, alias)
                 if mac is None:
                     continue         # KubeVirt skips domain interfaces it cannot find by alias
-                flags = _live_and_config()
-                target_lv.set_link_state(domain_name, mac, False, flags)
-                time.sleep(LINK_REFRESH_PAUSE)
-                target_lv.set_link_state(domain_name, mac, True, flags)
-                how = "virDomainUpdateDeviceFlags LIVE|CONFIG"
+                how = _refresh_through_libvirt(target_lv, domain_name, mac, alias)
             refreshed.append({"interface": iface_name, "how": how, "at": time.time(),
                               "ms": round((time.perf_counter() - t0) * 1000, 1)})
         target_lv.close()
@@ -341,6 +347,30 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         new_state["phases"] = clock.phases
         (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
     return MigrateResult(source_netns, target, current_vmi(target), clock.phases, job, refreshed, shutdown, lease)
+
+
+def _refresh_through_libvirt(target_lv, domain_name: str, mac: str, alias: str) -> str:
+    """KubeVirt's link-refresh of a domain ``<interface>``: virDomainUpdateDeviceFlags LIVE|CONFIG
+    with ``<link state="down"/>``, 100 ms, then up. libvirt (11.3 here) refuses any live change
+    of a ``vhostuser`` interface, link state included ("unable to change config on 'vhostuser'
+    network type"): KubeVirt's finalize would fail and be retried. Here the link is flipped by the
+    QMP ``set_link`` on the device's alias that libvirt sends for a link state change, and the
+    result says so."""
+    import libvirt
+
+    flags = _live_and_config()
+    try:
+        target_lv.set_link_state(domain_name, mac, False, flags)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_UNSUPPORTED or "vhostuser" not in str(exc):
+            raise
+        target_lv.set_qemu_link(domain_name, alias, False)
+        time.sleep(LINK_REFRESH_PAUSE)
+        target_lv.set_qemu_link(domain_name, alias, True)
+        return f"QMP set_link (libvirt refused virDomainUpdateDeviceFlags: {exc})"
+    time.sleep(LINK_REFRESH_PAUSE)
+    target_lv.set_link_state(domain_name, mac, True, flags)
+    return "virDomainUpdateDeviceFlags LIVE|CONFIG"
 
 
 def _migratable_flag() -> int:
