@@ -89,13 +89,16 @@ def _running(name: str, runtime: Path) -> tuple[sandbox.Pod, dict]:
 
 
 def refuse_unsupported_passt_path(state: dict, domain_xml: str) -> None:
-    """Local migration is built on the R6a passt path (host passt + -netdev stream); a VM whose
-    passt runs natively (libvirt 11 starts it, QEMU runs as libvirt-qemu) is not migrated yet."""
+    """A VM whose passt runs natively (libvirt 11 starts ``passt --vhost-user``) is refused: the
+    transfer and the link-refresh work (the target libvirt starts the target pod's passt, the guest
+    leases the target pod's address from it), but inbound TCP to the guest's new address through
+    the target passt then gets no answer (QEMU 10 hands the source passt's state, presumably
+    including the guest address it saw, to the target passt over vhost-user; not yet confirmed)."""
     native = (state.get("host") or {}).get("passtPath", {}).get("path") == "native"
     if native and "<backend type=\"passt\"" in domain_xml.replace("'", '"'):
-        raise MigrationError("the local runtime cannot migrate a VM on the native passt path yet (vhost-user"
-                             " passt under libvirt 11); start it with `netbind up --passt substitute` to"
-                             " migrate it", phase="admission")
+        raise MigrationError("the local runtime cannot migrate a VM on the native passt path yet (after the"
+                             " move, inbound TCP through the target pod's vhost-user passt gets no answer);"
+                             " start it with `netbind up --passt substitute` to migrate it", phase="admission")
 
 
 def migrate(name: str, options: MigrateOptions | None = None, progress: Progress | None = None) -> MigrateResult:
@@ -429,7 +432,9 @@ def _wait_for_new_lease(console: Path, timeout: float) -> dict:
     """The first DHCP lease after the last carrier-up the guest reported (the link-refresh)."""
     deadline = time.monotonic() + timeout
     while True:
-        reports = guestmod.parse_reports(console.read_text(errors="replace"))
+        text = console.read_text(errors="replace")
+        # complete lines only: QEMU may be halfway through writing the LEASE line
+        reports = guestmod.parse_reports(text[:text.rfind("\n") + 1])
         ups = [i for i, r in enumerate(reports) if r.word == "LINK" and r.fields.get("state") == "up"]
         if ups:
             up = reports[ups[-1]]
