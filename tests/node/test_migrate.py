@@ -40,17 +40,18 @@ def _options(run, **kw) -> migrate.MigrateOptions:
     return migrate.MigrateOptions(runtime=run.runtime, wait_timeout=30, **kw)
 
 
-def _up(run, manifests, **kw):
+def _up(run, manifests, passt="substitute", **kw):
     node = run.node()
-    # local migration runs on the R6a passt path (the native one is refused: see test below)
-    result = run.up(manifests, guest_args=("nb.echo=8080",), passt="substitute", **kw)
+    result = run.up(manifests, guest_args=("nb.echo=8080",), passt=passt, **kw)
     source_ip = _pod_address(result.pod.netns)
     assert netcheck.exchange(node.netns, source_ip, 8080, "before") == "before"
     return node, result, source_ip
 
 
-def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run):
-    node, result, source_ip = _up(run, load_manifests([EXAMPLES / "passt"]))
+@pytest.mark.parametrize("passt", ["substitute"])   # "native": refused, see the refusal test
+def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run, passt):
+    node, result, source_ip = _up(run, load_manifests([EXAMPLES / "passt"]), passt=passt)
+    assert result.host["passtPath"]["path"] == passt
     source = result.pod
     moved = migrate.migrate("vm-net-binding-passt", _options(run, wait=True))
     target = moved.target

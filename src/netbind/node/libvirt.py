@@ -205,6 +205,13 @@ def shared_capabilities_dir() -> Path:
     return paths.cache_dir() / "libvirt-qemu-capabilities"
 
 
+def write_host_uuid(layout: Layout) -> None:
+    """Each libvirtd plays another host: libvirt refuses to migrate between two daemons that report
+    the same host UUID (both read the same SMBIOS or machine-id), so each gets its own."""
+    with open(layout.dir("/etc/libvirt") / "libvirtd.conf", "a") as conf:
+        conf.write(f'\nhost_uuid = "{uuid.uuid5(uuid.NAMESPACE_URL, str(layout.root.resolve()))}"\n')
+
+
 def _prepare(layout: Layout) -> None:
     for host_dir in MOUNTS:
         layout.dir(host_dir).mkdir(parents=True, exist_ok=True)
@@ -215,10 +222,7 @@ def _prepare(layout: Layout) -> None:
         autostart.unlink()
     with open(etc / "qemu.conf", "a") as conf:
         conf.write(QEMU_CONF)
-    # Each libvirtd plays another host: libvirt refuses to migrate between two daemons that report
-    # the same host UUID (both read the same SMBIOS or machine-id), so each gets its own.
-    with open(etc / "libvirtd.conf", "a") as conf:
-        conf.write(f'\nhost_uuid = "{uuid.uuid5(uuid.NAMESPACE_URL, str(layout.root.resolve()))}"\n')
+    write_host_uuid(layout)
     for sub in ("qemu", "qemu/channel/target", "qemu/nvram", "images"):
         (layout.dir("/var/lib/libvirt") / sub).mkdir(parents=True, exist_ok=True)
     (layout.dir("/var/log/libvirt") / "qemu").mkdir(parents=True, exist_ok=True)
@@ -258,6 +262,10 @@ class PrivateLibvirtd:
                 raise LibvirtError(f"libvirtd in {pod.netns} did not open {layout.socket}: {tail}")
             time.sleep(0.01)
         return cls(pod, layout, record)
+
+    def hand_to_qemu(self, path: Path) -> None:
+        """Make a host directory this libvirtd's QEMU creates files in (a migration socket's)
+        usable by QEMU's user; QEMU runs as root here."""
 
     @property
     def conn(self) -> libvirt.virConnect:

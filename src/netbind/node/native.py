@@ -140,6 +140,11 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
     def shared_capabilities(self) -> Path:
         return native_capabilities_dir(self.stack)
 
+    def hand_to_qemu(self, path: Path) -> None:
+        """QEMU runs as libvirt-qemu: it binds the incoming migration socket in ``path``."""
+        uid, gid = _ids()
+        os.chown(path, uid, gid)
+
     @classmethod
     def start(cls, pod: Pod, stack: NativeStack, timeout: float = 15.0) -> "NativeLibvirtd":  # type: ignore[override]
         layout = lv.Layout(pod.names.directory / "libvirt")
@@ -203,6 +208,7 @@ def _prepare(layout: lv.Layout, stack: NativeStack, uid: int, gid: int) -> None:
         autostart.unlink()
     with open(etc / "qemu.conf", "a") as conf:
         conf.write(NATIVE_QEMU_CONF)
+    lv.write_host_uuid(layout)
     lib, cache, log = (layout.dir(d) for d in ("/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"))
     for sub in ("qemu/channel/target", "qemu/nvram", "images"):
         (lib / sub).mkdir(parents=True, exist_ok=True)
