@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from netbind.node import guest, netdev, procs, sandbox
-from netbind.testing import require_binary, require_root
+from netbind.node import guest, netdev, procs, sandbox, stack
+from netbind.testing import require, require_binary, require_root
 
 HOST_MOUNT_POINTS = [p for p in sandbox.MOUNT_POINTS if not p.exists()]  # the ones ours to remove
 
@@ -114,3 +114,14 @@ def dhcp_server(pod: sandbox.Pod, node: sandbox.Node, iface: str, hosts: dict[st
     spec = procs.ProcessSpec("dnsmasq", tuple(argv), pod.names.logs_dir / "dnsmasq.log",
                              pod.names.directory / "pids" / "dnsmasq.pid", netns=node.netns)
     return pod.start(spec)
+
+
+@pytest.fixture(scope="session")
+def native_stack() -> stack.NativeStack:
+    found = stack.host_native()
+    if found is not None:
+        return found
+    try:
+        return stack.ensure_stack()   # cached by `make test` (make stack); else provisioned here
+    except stack.StackError as exc:
+        require("the native passt stack", False, f"{exc} (make stack provisions it)")

@@ -48,8 +48,10 @@ def _up(run, manifests, passt="substitute", **kw):
     return node, result, source_ip
 
 
-@pytest.mark.parametrize("passt", ["substitute"])   # "native": refused, see the refusal test
-def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run, passt):
+@pytest.mark.parametrize("passt", ["substitute", "native"])
+def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(run, passt, request):
+    if passt == "native":
+        request.getfixturevalue("native_stack")
     node, result, source_ip = _up(run, load_manifests([EXAMPLES / "passt"]), passt=passt)
     assert result.host["passtPath"]["path"] == passt
     source = result.pod
@@ -197,13 +199,3 @@ def test_macvtap_example_is_migratable_for_kubevirt_but_refused_here_with_the_re
     assert refused.value.phase == "target pod" and "KubeVirt would migrate this VMI" in refused.value.message
     assert "lower device 'eth0'" in refused.value.message
     assert [p.netns for p in sandbox.list_pods(run.runtime)] == [result.pod.netns]
-
-
-def test_a_vm_on_the_native_passt_path_is_refused_with_the_reason(tmp_path):
-    passt_nic = '<interface type="vhostuser"><backend type="passt" logFile="/x"/></interface>'
-    state = {"host": {"passtPath": {"path": "native"}}}
-    with pytest.raises(migrate.MigrationError, match="native passt path"):
-        migrate.refuse_unsupported_passt_path(state, f"<domain><devices>{passt_nic}</devices></domain>")
-    migrate.refuse_unsupported_passt_path(state, "<domain><devices></devices></domain>")  # no passt NIC
-    migrate.refuse_unsupported_passt_path({"host": {"passtPath": {"path": "substitute"}}}, passt_nic)
-    migrate.refuse_unsupported_passt_path({}, passt_nic)  # VMs started before the path was recorded

@@ -19,17 +19,6 @@ from .conftest import wait_for_reports
 from .test_up import EXAMPLES, _console, _interface, _pod_address, _reports, run  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="session")
-def native_stack() -> stack.NativeStack:
-    found = stack.host_native()
-    if found is not None:
-        return found
-    try:
-        return stack.ensure_stack()   # cached by `make test` (make stack); else provisioned here
-    except stack.StackError as exc:
-        require("the native passt stack", False, f"{exc} (make stack provisions it)")
-
-
 def test_native_passt_leases_the_pod_address_and_talks_tcp_both_ways(run, native_stack):
     node = run.node()
     server = netcheck.start_server(node.netns, multus.WORLD_ADDRESS, 9000, run.runtime / "node" / "server.log")

@@ -184,7 +184,10 @@ case "$1" in
     fi
     for d in $dns; do grep -qx "nameserver $d" /etc/resolv.conf 2>/dev/null || echo "nameserver $d" >> /etc/resolv.conf; done
     echo "NB: LEASE iface=$interface ip=$ip mask=$mask router=$(csv $router) dns=$(csv $dns) mac=$mac lease=$lease mtu=$mtu serverid=$serverid event=$1 uptime=$(cut -d" " -f1 /proc/uptime)" > /dev/console
-    touch /run/nb/lease-$interface ;;
+    touch /run/nb/lease-$interface
+    # one packet from the new address, as any real guest soon sends: a user-mode network stack
+    # (passt) learns the guest's address from its traffic, not from the DHCP exchange
+    for r in $router; do (ping -c 1 -W 1 $r >/dev/null 2>&1 &); break; done ;;
   leasefail|nak) echo "NB: LEASEFAIL iface=$interface event=$1" > /dev/console ;;
 esac
 exit 0

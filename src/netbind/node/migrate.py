@@ -88,19 +88,6 @@ def _running(name: str, runtime: Path) -> tuple[sandbox.Pod, dict]:
     return pods[0]
 
 
-def refuse_unsupported_passt_path(state: dict, domain_xml: str) -> None:
-    """A VM whose passt runs natively (libvirt 11 starts ``passt --vhost-user``) is refused: the
-    transfer and the link-refresh work (the target libvirt starts the target pod's passt, the guest
-    leases the target pod's address from it), but inbound TCP to the guest's new address through
-    the target passt then gets no answer (QEMU 10 hands the source passt's state, presumably
-    including the guest address it saw, to the target passt over vhost-user; not yet confirmed)."""
-    native = (state.get("host") or {}).get("passtPath", {}).get("path") == "native"
-    if native and "<backend type=\"passt\"" in domain_xml.replace("'", '"'):
-        raise MigrationError("the local runtime cannot migrate a VM on the native passt path yet (after the"
-                             " move, inbound TCP through the target pod's vhost-user passt gets no answer);"
-                             " start it with `netbind up --passt substitute` to migrate it", phase="admission")
-
-
 def migrate(name: str, options: MigrateOptions | None = None, progress: Progress | None = None) -> MigrateResult:
     from netbind.api.versions import profile as profile_named
     from netbind.bindings import binding_migration_method_by_interface_name, verify_vmi_migratable
@@ -122,8 +109,6 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         if not verdict.migratable:
             raise MigrationError(f"Cannot migrate VMI, Reason: {verdict.reason}, Message: {verdict.message}",
                                  phase="admission")
-        domain_file = source.names.directory / "domain.xml"
-        refuse_unsupported_passt_path(state, domain_file.read_text() if domain_file.exists() else "")
         if _domain_phase(state) != "Running":
             raise MigrationError(f"Cannot migrate VMI {vmi.namespace}/{vmi.metadata.name}: it is not running"
                                  f" (phase {_domain_phase(state)})", phase="admission")
