@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -217,3 +219,25 @@ def test_context_vmi_is_the_typed_api_model():
     assert ctx.vmi.metadata.name == "vm"
     assert [i["name"] for i in ctx.interfaces] == ["blue", "green"]
     assert ctx.pod_interface_names == {"blue": "pod1234"} and ctx.istio_injection is True
+
+
+def test_sigterm_right_after_the_socket_appears_is_a_clean_stop(tmp_path):
+    """A launcher may tear the pod down as soon as it sees the socket: the handlers must be in place."""
+    script = tmp_path / "sidecar.py"
+    script.write_text("import sys\nfrom netbind.hooks import App\napp = App('early')\n"
+                      "@app.on_define_domain\ndef define(domain, ctx):\n    pass\n"
+                      "raise SystemExit(app.run(socket_path=sys.argv[1]))\n")
+    for attempt in range(5):
+        sock = tmp_path / f"s{attempt}.sock"
+        proc = subprocess.Popen([sys.executable, str(script), str(sock)], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not sock.exists() and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert not sock.exists()

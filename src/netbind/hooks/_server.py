@@ -122,6 +122,7 @@ class SidecarServer:
         self.app = app
         self.socket_path = Path(socket_path)
         self.stopped = threading.Event()
+        self.started = False
         self._stop_lock = threading.Lock()
         self._stopping = False
         self._server = grpc.server(
@@ -150,6 +151,7 @@ class SidecarServer:
         self.app.audit.start_background()  # diffs and writes happen after the reply has gone out
         self.app.audit.event("serving", socket=str(self.socket_path), binding=self.app.binding,
                              versions=list(self.app.versions), hook_points=self.app.hook_points)
+        self.started = True
         return self
 
     def request_stop(self, reason: str) -> None:
@@ -183,20 +185,27 @@ class SidecarServer:
 
 def run_until_stopped(app: App, socket_path: Path) -> int:
     """Serve in the main thread until Shutdown or a stop signal; 0 on a clean stop, 1 if listening fails."""
-    try:
-        server = SidecarServer(app, socket_path).start()
-    except SocketError as exc:
-        app.audit.event("listen-failed", socket=str(socket_path), error=str(exc))
-        import sys
-
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    server = SidecarServer(app, socket_path)
+    stop_reasons: list[str] = []
 
     def on_signal(signum, _frame):
-        server.request_stop(f"signal {signal.Signals(signum).name}")
+        stop_reasons.append(f"signal {signal.Signals(signum).name}")
+        if server.started:
+            server.request_stop(stop_reasons[0])
 
+    # handlers first: a signal may come as soon as the socket exists (a launcher tearing down early)
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
+        try:
+            server.start()
+        except SocketError as exc:
+            app.audit.event("listen-failed", socket=str(socket_path), error=str(exc))
+            import sys
+
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if stop_reasons:  # signalled while starting
+            server.request_stop(stop_reasons[0])
         while not server.wait(0.5):  # short waits keep the main thread responsive to signals
             pass
     finally:
