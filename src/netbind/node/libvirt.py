@@ -233,6 +233,17 @@ def _prepare(layout: Layout) -> None:
             shutil.copy2(cached, layout.capabilities / cached.name)
 
 
+def await_socket(pod: Pod, layout: Layout, record: procs.ProcessRecord, timeout: float, what: str) -> None:
+    """Wait for a just-started libvirtd to open its socket; stop it and say why if it does not."""
+    deadline = time.monotonic() + timeout
+    while not layout.socket.exists():
+        if not procs.alive(record.pid, record.starttime) or time.monotonic() > deadline:
+            tail = procs.log_tail(record.log)
+            pod.stop("libvirtd")
+            raise LibvirtError(f"{what} in {pod.netns} did not open {layout.socket}: {tail}")
+        time.sleep(0.01)
+
+
 class PrivateLibvirtd:
     """A running libvirtd in a pod's netns; its domains are recorded in the pod's journal."""
 
@@ -254,13 +265,7 @@ class PrivateLibvirtd:
         argv = ["taskset", "--cpu-list", "0", "libvirtd", "--pid-file", str(layout.pidfile)]
         binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)
         record = pod.start(pod.process_spec("libvirtd", argv, binds=binds))
-        deadline = time.monotonic() + timeout
-        while not layout.socket.exists():
-            if not procs.alive(record.pid, record.starttime) or time.monotonic() > deadline:
-                tail = procs.log_tail(record.log)
-                pod.stop("libvirtd")
-                raise LibvirtError(f"libvirtd in {pod.netns} did not open {layout.socket}: {tail}")
-            time.sleep(0.01)
+        await_socket(pod, layout, record, timeout, "libvirtd")
         return cls(pod, layout, record)
 
     def hand_to_qemu(self, path: Path) -> None:

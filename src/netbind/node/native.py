@@ -23,13 +23,12 @@ import os
 import pwd
 import shutil
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from netbind.node import libvirt as lv
-from netbind.node import paths, procs
+from netbind.node import paths
 from netbind.node.sandbox import Pod
 from netbind.node.stack import NativeStack, StackError, cached_stack, ensure_stack, host_native
 
@@ -182,13 +181,7 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         if stack.lib_dir is not None:
             env["LD_LIBRARY_PATH"] = str(stack.lib_dir)
         record = pod.start(pod.process_spec("libvirtd", argv, env=env))
-        deadline = time.monotonic() + timeout
-        while not layout.socket.exists():
-            if not procs.alive(record.pid, record.starttime) or time.monotonic() > deadline:
-                tail = procs.log_tail(record.log)
-                pod.stop("libvirtd")
-                raise lv.LibvirtError(f"libvirtd ({stack.libvirtd}) in {pod.netns} did not open {layout.socket}: {tail}")
-            time.sleep(0.01)
+        lv.await_socket(pod, layout, record, timeout, f"libvirtd ({stack.libvirtd})")
         daemon = cls(pod, layout, record)
         daemon.stack = stack
         return daemon
