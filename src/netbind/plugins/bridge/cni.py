@@ -25,8 +25,8 @@ import json
 import os
 
 from netbind.cni import CNIError, NetNS, Plugin
-from netbind.cni import _json
-from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG, ERR_IO_FAILURE
+from netbind.cni._state import attachment_state_path, load_attachment_state, save_attachment_state
+from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG
 
 ERR_ALREADY_SET_UP = 100
 ERR_NOT_SET_UP = 101
@@ -64,10 +64,7 @@ def handoff(pod, pod_iface_gateways) -> str:
 
 
 def _state_path(args) -> str:
-    data_dir = args.netconf.get("dataDir", DEFAULT_DATA_DIR)
-    if not isinstance(data_dir, str) or not data_dir.startswith("/"):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"dataDir must be an absolute path, got {data_dir!r}")
-    return os.path.join(data_dir, args.name, f"{args.container_id}-{args.ifname}.json")
+    return attachment_state_path(args, DEFAULT_DATA_DIR)
 
 
 def _int_option(netconf: dict, key: str, default: int, low: int, high: int) -> int:
@@ -75,16 +72,6 @@ def _int_option(netconf: dict, key: str, default: int, low: int, high: int) -> i
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"{key} must be an integer from {low} to {high}, got {value!r}")
     return value
-
-
-def _load(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
-            return _json.loads(fh.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CNIError(ERR_IO_FAILURE, f"cannot read state file {path}: {exc}") from None
 
 
 def _restore(state: dict) -> None:
@@ -127,10 +114,7 @@ def add(args):
                                bridge_address=netpod.BRIDGE_LINK_LOCAL, dummy=netpod.dummy_kind(ns))
         state = {"netns": args.netns, "netnsInode": list(netns.inode()), "podLink": pod.to_json(),
                  "layout": layout.__dict__, "portStart": ns.sysctl(PORT_SYSCTL[0])}
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(path + ".tmp", "w") as fh:   # written first: a crash mid-ADD is still DELeted exactly
-            fh.write(json.dumps(state))
-        os.replace(path + ".tmp", path)
+        save_attachment_state(path, state)   # written first: a crash mid-ADD is still DELeted exactly
         try:
             netpod.build(ns, pod, layout)
             ns.ip("link", "set", "dev", pod_iface, "alias", alias)
@@ -150,7 +134,7 @@ def add(args):
 @plugin.delete
 def delete(args):
     path = _state_path(args)
-    state = _load(path)
+    state = load_attachment_state(path)
     if state is None:
         return  # never added or already deleted: DEL is idempotent
     _restore(state)
@@ -165,7 +149,7 @@ def delete(args):
 def check(args):
     if args.prev_result is None:
         return
-    state = _load(_state_path(args))
+    state = load_attachment_state(_state_path(args))
     if state is None:
         raise CNIError(ERR_NOT_SET_UP, f"bridge binding is not set up for container {args.container_id}")
     from netbind import netpod

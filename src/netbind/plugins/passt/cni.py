@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 
 from netbind.cni import CNIError, NetNS, Plugin
-from netbind.cni import _json
-from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG, ERR_IO_FAILURE
+from netbind.cni._state import attachment_state_path, load_attachment_state, save_attachment_state
+from netbind.cni._types import ERR_IO_FAILURE
 
 # Plugin error codes (>= 100, as the spec reserves lower ones).
 ERR_ALREADY_SET_UP = 100
@@ -62,30 +62,7 @@ def _same(current: str, wanted: str) -> bool:
 
 
 def _state_path(args) -> str:
-    data_dir = args.netconf.get("dataDir", DEFAULT_DATA_DIR)
-    if not isinstance(data_dir, str) or not data_dir.startswith("/"):
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG,
-                       f"dataDir must be an absolute path, got {data_dir!r}")
-    return os.path.join(data_dir, args.name, f"{args.container_id}-{args.ifname}.json")
-
-
-def _load_state(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
-            state = _json.loads(fh.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CNIError(ERR_IO_FAILURE, f"cannot read state file {path}: {exc}") from None
-    return state if isinstance(state, dict) else None
-
-
-def _save_state(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_json.dumps(state))
-    os.replace(tmp, path)
+    return attachment_state_path(args, DEFAULT_DATA_DIR)
 
 
 def _restore(state: dict) -> None:
@@ -127,7 +104,7 @@ def add(args):
         inode = netns.inode()
     state = {"netns": args.netns, "netnsInode": list(inode), "before": before}
     try:
-        _save_state(state_path, state)
+        save_attachment_state(state_path, state)
     except OSError as exc:
         _restore(state)
         raise CNIError(ERR_IO_FAILURE, f"cannot write state file {state_path}: {exc}") from None
@@ -139,7 +116,7 @@ def add(args):
 @plugin.delete
 def delete(args):
     state_path = _state_path(args)
-    state = _load_state(state_path)
+    state = load_attachment_state(state_path)
     if state is None:
         return  # never added, or already deleted: DEL is idempotent
     _restore(state)
@@ -150,7 +127,7 @@ def delete(args):
 def check(args):
     if args.prev_result is None:
         return  # nothing was added to compare with (KubeVirt's plugin: CHECK is a no-op)
-    state = _load_state(_state_path(args))
+    state = load_attachment_state(_state_path(args))
     if state is None:
         raise CNIError(ERR_NOT_SET_UP, f"passt binding is not set up for container "
                                        f"{args.container_id} ifname {args.ifname}")
@@ -176,7 +153,7 @@ def gc(args):
     for name in names:
         if name.endswith(".json") and name not in keep:
             path = os.path.join(directory, name)
-            state = _load_state(path)
+            state = load_attachment_state(path)
             if state is not None:
                 _restore(state)
             os.unlink(path)
