@@ -15,9 +15,11 @@ DEB_PACKAGES += pkg-config libvirt-dev gcc libc6-dev python3-dev
 DEB_PACKAGES += isc-dhcp-client
 # The native passt stack (issue 5, host stack): passt is built from the Debian 13 source package.
 DEB_PACKAGES += make patch xz-utils debian-archive-keyring
+# Images (issue 10): podman with runc (crun fails on this host's hybrid cgroups), bases by debootstrap.
+DEB_PACKAGES += podman runc debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv stack bench clean
+.PHONY: demo test deps venv stack images bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -43,6 +45,14 @@ stack: deps venv
 	@if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "stack: needs root; skipped (up will use recipe R6a)"; exit 0; fi; \
 	$$SUDO $(PY) -m netbind.node.stack ensure || { [ "$$CI" != true ] && echo "stack: not provisioned; up will use recipe R6a" >&2; }
 
+# netbind's images (deploy/: sidecars, CNI installer), built offline with podman on bases made from
+# Debian packages (debootstrap, ~75 s once; cached under /var/cache/netbind), each rebuilt only when
+# its inputs change. Needs root; without it `up` runs the sidecars as host processes.
+IMAGES ?= passt bridge
+images: deps venv
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "images: needs root; skipped (up will run sidecars as processes)"; exit 0; fi; \
+	$$SUDO $(VENV)/bin/netbind image build $(IMAGES)
+
 # The live demo needs root (namespaces, libvirtd, QEMU); the tiny guest is built on first use
 # from Debian packages (apt-get download), then cached under /var/cache/netbind.
 demo: deps venv stack
@@ -51,7 +61,7 @@ demo: deps venv stack
 	$$SUDO $(PY) -c 'from netbind.node.guest import ensure_guest; g = ensure_guest(); print("tiny guest:", g.directory, "(built)" if g.built else "(cached)")' && \
 	$$SUDO $(PY) -m netbind.node.demo examples/passt/
 
-test: deps venv stack
+test: deps venv stack images
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
 

@@ -31,3 +31,16 @@ def oracle_dir() -> Path:
 @pytest.fixture(scope="session")
 def oracle14_dir() -> Path:
     return _shared_dir("oracle-v1.4")
+
+
+@pytest.fixture(scope="session")
+def built_images():
+    """netbind's sidecar images, built once per run (kept between runs while their inputs hold)."""
+    from netbind import images
+    from netbind.testing import require_podman
+
+    require_podman()
+    try:
+        return {b.name: b for b in images.ensure(["passt", "bridge"])}
+    except (images.ImageBuildError, images.BaseImageError) as exc:
+        pytest.fail(f"building the sidecar images failed: {exc}", pytrace=False)

@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "console": "netbind._cli.runtime:console",
     "logs": "netbind._cli.runtime:logs",
     "migrate": "netbind._cli.migrate:migrate",
+    "image": "netbind._cli.images:image",
 }
 
 

@@ -33,3 +33,12 @@ def require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
     require(f"the {name} binary", path is not None, f"apt-get install {package} (make test does)")
     return path or name
+
+
+def require_podman() -> None:
+    """Root, podman and runc: what building and running netbind's images needs here."""
+    from netbind import _podman
+
+    require_root()
+    reason = _podman.unavailable()
+    require("podman", reason is None, f"{reason} (make test installs podman and runc)")
