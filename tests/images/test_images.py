@@ -100,8 +100,11 @@ def test_bases_come_from_debian_packages_and_the_runtime_base_has_no_build_tools
 def test_sidecar_image_is_current_and_runs_as_qemu(built_images, name):
     spec = images.IMAGES[name]
     assert _podman.image_label(spec.tag, _build.INPUTS_LABEL) == _build.inputs_hash(spec, REPO)
-    assert _run(spec.tag, "-c", "id -u; id -g", entrypoint="sh").split() == ["107", "107"]
-    # only what a sidecar imports: no libvirt-python, no CLI stack
+    assert _run(spec.tag, "-c", "import os; print(os.getuid(), os.getgid())", entrypoint="python3").split() \
+        == ["107", "107"]
+    # only what a sidecar runs: no shell, no package manager, no libvirt-python, no CLI stack
+    assert _run(spec.tag, "-c", "import os; print([p for p in ('/bin/sh', '/usr/bin/apt', '/usr/bin/dpkg')"
+                                " if os.path.exists(p)])", entrypoint="python3").strip() == "[]"
     missing = _run(spec.tag, "-c", "import importlib.util as u; print([m for m in ('libvirt', 'click', 'pydantic')"
                                    " if u.find_spec(m)])", entrypoint="python3")
     assert missing.strip() == "[]"
