@@ -16,6 +16,11 @@ for unused in test idlelib tkinter turtledemo ensurepip lib2to3 pydoc_data distu
               config-3.11-x86_64-linux-gnu; do
   rm -rf "${out:?}$stdlib/$unused"
 done
+# extension modules of databases, terminals and tests (they would pull sqlite, Berkeley DB, Kerberos, ncurses)
+for unused in _sqlite3 _dbm _gdbm nis _curses _curses_panel readline _tkinter _ctypes_test _testcapi \
+              _testinternalcapi _testbuffer _testimportmultiple _testmultiphase _xxtestfuzz xxlimited xxlimited_35; do
+  rm -f "$out$stdlib"/lib-dynload/"$unused".cpython-*.so
+done
 cp -a /install/. "$out/"
 find "$out" -type f \( -name '*.so' -o -name '*.so.*' -o -path "$out$python" \) | while read -r elf; do
   ldd "$elf" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
