@@ -33,6 +33,9 @@ def build(names: tuple[str, ...], all_: bool, force: bool, output: str) -> None:
         raise click.UsageError("give image NAMES or --all, not both")
     try:
         images.select(names, all_)
+    except images.ImageBuildError as exc:
+        fail(str(exc))                      # bad input: exit 2
+    try:
         built = images.ensure(names, all_=all_, force=force,
                               say=(lambda text: click.echo(text, err=True)) if output == "text" else (lambda t: None))
     except (images.ImageBuildError, images.BaseImageError) as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -114,7 +113,7 @@ def _source_files(root: Path) -> Iterable[Path]:
     yield root / "README.md"
 
 
-def inputs_hash(spec: ImageSpec, root: Path, bases: _base.BaseImages | None = None) -> str:
+def inputs_hash(spec: ImageSpec, root: Path) -> str:
     digest = hashlib.sha256()
     pins = [_pinned(r) for r in spec.requirements] + [_pip_requirement()]
     digest.update(json.dumps({"spec": spec.__dict__ | {"requirements": pins}, "base": _base.inputs_key(),
@@ -156,7 +155,7 @@ def build_args(bases: _base.BaseImages) -> list[str]:
 
 def build_one(spec: ImageSpec, root: Path, bases: _base.BaseImages, *, force: bool = False,
               say: Callable[[str], None] = lambda text: None) -> BuiltImage:
-    key = inputs_hash(spec, root, bases)
+    key = inputs_hash(spec, root)
     t0 = time.perf_counter()
     if not force and _podman.image_label(spec.tag, INPUTS_LABEL) == key:
         return BuiltImage(spec.name, spec.tag, _podman.image_size(spec.tag) or 0, time.perf_counter() - t0,
@@ -204,15 +203,3 @@ def ensure(names: Sequence[str] = (), *, all_: bool = False, force: bool = False
 
 def tags(names: Sequence[str] = ()) -> dict[str, str]:
     return {spec.name: spec.tag for spec in select(names)}
-
-
-def environment_note() -> str | None:
-    """Why images cannot be built here (None: they can)."""
-    reason = _podman.unavailable()
-    if reason:
-        return reason
-    if shutil.which("debootstrap") is None:
-        return "debootstrap is not installed (Debian: apt-get install debootstrap)"
-    if not os.access(paths.cache_dir().parent if not paths.cache_dir().exists() else paths.cache_dir(), os.W_OK):
-        return f"{paths.cache_dir()} is not writable"
-    return None
