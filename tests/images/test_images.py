@@ -137,3 +137,15 @@ def test_sidecar_image_serves_info_locked_down(built_images, tmp_path, name, soc
     finally:
         _podman.remove_container(container, grace=2)
     assert _podman.container_state(container) is None
+
+
+def test_cli_unknown_image_is_bad_input():
+    from click.testing import CliRunner
+
+    from netbind.cli import cli
+
+    result = CliRunner().invoke(cli, ["image", "build", "nope"])
+    assert result.exit_code == 2
+    assert "unknown image nope; known: passt, bridge, cni" in result.output
+    result = CliRunner().invoke(cli, ["image", "build", "--all", "passt"])
+    assert result.exit_code == 2 and "not both" in result.output
