@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Sequence
+
+from netbind import _iproute as iproute
 
 BRIDGE_LINK_LOCAL = "169.254.75.10/32"   # KubeVirt's bridge binding: the in-pod DHCP server's address
 ROOT_OWNER, NON_ROOT_OWNER = 0, 107
@@ -45,48 +46,35 @@ class Namespace:
         self.name = name
 
     def ip(self, *args: str, check: bool = True) -> str:
-        argv = ["ip", *(("-n", self.name) if self.name else ()), *args]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            raise LayoutError(f"{' '.join(argv)}: {proc.stderr.strip()}")
-        return proc.stdout
+        try:
+            return iproute.ip(*args, netns=self.name, check=check)
+        except iproute.IPRouteError as exc:
+            raise LayoutError(str(exc)) from None
 
     def bridge(self, *args: str) -> None:
-        argv = [*(("ip", "netns", "exec", self.name) if self.name else ()), "bridge", *args]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LayoutError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+        try:
+            iproute.bridge(*args, netns=self.name)
+        except iproute.IPRouteError as exc:
+            raise LayoutError(str(exc)) from None
 
     def sysctl(self, key: str, value: str | None = None) -> str:
         """Read (value None) or write a sysctl of this namespace; returns the value before."""
-        if self.name is None:  # /proc/sys/net follows the calling thread's namespace
-            path = "/proc/sys/" + key.replace(".", "/")
-            with open(path) as fh:
-                before = fh.read().strip()
-            if value is not None:
-                with open(path, "w") as fh:
-                    fh.write(value)
-            return before
-        base = ["ip", "netns", "exec", self.name, "sysctl"]
-        proc = subprocess.run([*base, "-n", key], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LayoutError(f"sysctl {key} in {self.name}: {proc.stderr.strip()}")
-        if value is not None:
-            done = subprocess.run([*base, "-qw", f"{key}={value}"], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise LayoutError(f"sysctl {key}={value} in {self.name}: {done.stderr.strip()}")
-        return proc.stdout.strip()
+        try:
+            return iproute.sysctl(key, value, netns=self.name)
+        except (iproute.IPRouteError, OSError) as exc:
+            raise LayoutError(f"sysctl {key}: {exc}") from None
 
     def links(self) -> dict[str, dict]:
-        return {link["ifname"]: link for link in json.loads(self.ip("-j", "-d", "link", "show") or "[]")}
+        try:
+            return iproute.links(self.name)
+        except iproute.IPRouteError as exc:
+            raise LayoutError(str(exc)) from None
 
 
 def dummy_kind(ns: Namespace) -> str:
     """``dummy`` where the kernel has the driver, else ``bridge`` (a bridge with no ports)."""
     probe = "nbprobe-dummy"
-    out = subprocess.run(["ip", *(("-n", ns.name) if ns.name else ()), "link", "add", probe, "type", "dummy"],
-                         capture_output=True, text=True)
-    if out.returncode == 0:
+    if iproute.run("ip", "link", "add", probe, "type", "dummy", netns=ns.name, check=False).returncode == 0:
         ns.ip("link", "delete", probe, check=False)
         return "dummy"
     return "bridge"

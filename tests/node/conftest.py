@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from netbind.node import guest, netdev, procs, sandbox, stack
+from netbind import _iproute as iproute
+from netbind.node import guest, procs, sandbox, stack
 from netbind.testing import require, require_binary, require_root
 
 HOST_MOUNT_POINTS = [p for p in sandbox.MOUNT_POINTS if not p.exists()]  # the ones ours to remove
@@ -51,7 +52,7 @@ class Footprint:
         for entry in pod.journal.find("process"):
             self.pids.add((entry.attrs["pid"], entry.attrs["starttime"]))
         for ns in (pod.netns, node.netns):
-            for pid in netdev.netns_pids(ns):  # qemu, started by libvirtd, is recorded nowhere
+            for pid in iproute.netns_pids(ns):  # qemu, started by libvirtd, is recorded nowhere
                 start = procs._starttime(pid)
                 if start is not None:
                     self.pids.add((pid, start))

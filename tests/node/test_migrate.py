@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from netbind.node import guest, libvirt as lv, migrate, netcheck, netdev, runtime, sandbox
+from netbind import _iproute as iproute
+from netbind.node import guest, libvirt as lv, migrate, netcheck, runtime, sandbox
 from netbind.node.images import ImageMap
 from netbind.api.loading import load_manifests
 
@@ -24,7 +25,7 @@ NOT_MIGRATABLE = ("Cannot migrate VMI, Reason: InterfaceNotLiveMigratable, Messa
 
 
 def _pod_address(netns: str) -> str:
-    return netdev.ip("-4", "-o", "addr", "show", "dev", "eth0", netns=netns).stdout.split()[3].split("/")[0]
+    return iproute.ip("-4", "-o", "addr", "show", "dev", "eth0", netns=netns).split()[3].split("/")[0]
 
 
 def _reports(pod: sandbox.Pod) -> list[guest.Report]:
@@ -75,7 +76,7 @@ def test_passt_vm_migrates_with_link_refresh_new_lease_from_target_pod_and_tcp(r
     assert netcheck.exchange(node.netns, target_ip, 8080, "after-migration") == "after-migration"
 
     # the source pod is gone; its v1alpha3 sidecar exited on Shutdown; the target's got OnDefineDomain once
-    assert not netdev.netns_exists(source.netns) and not source.names.directory.exists()
+    assert not iproute.netns_exists(source.netns) and not source.names.directory.exists()
     assert moved.shutdown == {"hook-sidecar-0": "exited after Shutdown"}
     target_log = (target.names.logs_dir / "hook-sidecar-0.log").read_text().replace(" ", "")
     assert target_log.count('"hook":"OnDefineDomain"') == 1
@@ -162,7 +163,7 @@ def test_failed_migration_keeps_the_vm_on_the_source_and_removes_the_target(run,
     assert _domain_running(result.pod)
     assert netcheck.exchange(node.netns, source_ip, 8080, "still-here") == "still-here"
     for pod in created:
-        assert not netdev.netns_exists(pod.netns) and not pod.names.directory.exists()
+        assert not iproute.netns_exists(pod.netns) and not pod.names.directory.exists()
     state = failed.value.vmi["status"]["migrationState"]
     assert state["failed"] is True and state["completed"] is False and state["failureReason"]
     assert runtime.current_vmi(result.pod)["status"]["migrationState"]["failed"] is True

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from netbind.node import guest, netdev, procs, sandbox
+from netbind import _iproute as iproute
+from netbind.node import guest, procs, sandbox
 from netbind.node import libvirt as lv
 from netbind.node.seed import NoCloudSeed
 
@@ -82,7 +83,7 @@ def test_guest_leases_every_nic_and_renews_after_link_refresh(guest_image, runti
         assert log.count(f"DHCPACK({peer}) 10.237.0.21") == 2
 
         # libvirtd is pinned to CPU 0 (stable capabilities cache); its qemu must not be
-        qemu = [pid for pid in netdev.netns_pids(pod.netns)
+        qemu = [pid for pid in iproute.netns_pids(pod.netns)
                 if Path(f"/proc/{pid}/comm").read_text().strip().startswith("qemu-system")]
         assert len(qemu) == 1 and os.sched_getaffinity(qemu[0]) == os.sched_getaffinity(0)
         footprint.note_pod(pod, node)
@@ -136,12 +137,12 @@ def test_failed_step_rolls_back_what_it_created(runtime):
         with pytest.raises(sandbox.SandboxError, match="no-such-br"):
             pod.apply(bad)
         assert pod.journal.entries == before
-        assert not netdev.link_exists("eth0", pod.netns) and not netdev.link_exists("k6t-eth0", pod.netns)
-        assert not netdev.link_exists(peer, node.netns)
-        assert netdev.netns_exists(pod.netns)  # what earlier applies made stays, for `down`
+        assert not iproute.link_exists("eth0", pod.netns) and not iproute.link_exists("k6t-eth0", pod.netns)
+        assert not iproute.link_exists(peer, node.netns)
+        assert iproute.netns_exists(pod.netns)  # what earlier applies made stays, for `down`
     finally:
         sandbox.down_all(runtime)
-    assert not netdev.netns_exists(pod.netns) and not runtime.exists()
+    assert not iproute.netns_exists(pod.netns) and not runtime.exists()
 
 
 def test_pod_process_mounts_and_supervision(runtime):

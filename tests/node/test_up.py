@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from netbind import _iproute as iproute
 from netbind import naming
 from netbind.api.loading import load_manifests
-from netbind.node import guest, multus, netcheck, netdev, runtime, sandbox
+from netbind.node import guest, multus, netcheck, runtime, sandbox
 from netbind.node.images import ImageMap
 from netbind.review import validate
 from netbind.api.versions import LATEST
@@ -38,7 +39,7 @@ class Recorder:
         self.phases.append(name)
         if name == "sandbox":
             pod = detail.split()[-1]
-            self.netns[pod] = os.stat(netdev.NETNS_DIR / pod).st_ino
+            self.netns[pod] = os.stat(iproute.NETNS_DIR / pod).st_ino
 
     def note(self, kind: str, text: str) -> None:
         pass
@@ -58,7 +59,7 @@ class Run:
 
     def node(self) -> sandbox.Node:
         node = sandbox.ensure_node(self.runtime)
-        self.progress.netns[node.netns] = os.stat(netdev.NETNS_DIR / node.netns).st_ino
+        self.progress.netns[node.netns] = os.stat(iproute.NETNS_DIR / node.netns).st_ino
         with sandbox.node_lock(self.runtime):
             multus.ensure_world(node.journal, node.netns)
         return node
@@ -125,7 +126,7 @@ def _reports(result: runtime.UpResult) -> list[guest.Report]:
 
 
 def _pod_address(pod: sandbox.Pod, ifname: str = "eth0") -> str:
-    out = netdev.ip("-4", "-o", "addr", "show", "dev", ifname, netns=pod.netns).stdout
+    out = iproute.ip("-4", "-o", "addr", "show", "dev", ifname, netns=pod.netns)
     return out.split()[3].split("/")[0]
 
 
@@ -193,8 +194,8 @@ def test_macvtap_binding_on_a_secondary_network_gets_a_lease_from_the_lower_devi
     lease = next(r for r in _reports(result) if r.word == "LEASE")
     assert lease.fields["router"] == segment.gateway and lease.fields["mac"] == "02:00:00:00:00:05"
     # the CNI made a macvtap named pod<hash> with the VM's MAC in the pod netns, on the node's lower device
-    link = json.loads(netdev.ip("-j", "-d", "link", "show", "dev", iface["podInterfaceName"],
-                                netns=result.pod.netns).stdout)[0]
+    link = json.loads(iproute.ip("-j", "-d", "link", "show", "dev", iface["podInterfaceName"],
+                                netns=result.pod.netns))[0]
     assert link["linkinfo"]["info_kind"] == "macvtap" and link["address"] == "02:00:00:00:00:05"
     assert [p for p in run.progress.phases][-1] == "guest lease"
 

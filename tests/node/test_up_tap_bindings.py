@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+from netbind import _iproute as iproute
 from netbind.api.loading import load_manifests
-from netbind.node import handler, multus, netcheck, netdev, runtime
+from netbind.node import handler, multus, netcheck, runtime
 
 from .conftest import wait_for_reports
 from .test_up import EXAMPLES, _console, _interface, _reports, run  # noqa: F401  (the fixture)
@@ -24,7 +25,7 @@ def _group_name(gid: int) -> str | int:
 
 
 def _links(netns: str) -> dict[str, dict]:
-    return {l["ifname"]: l for l in json.loads(netdev.ip("-j", "-d", "link", "show", netns=netns).stdout)}
+    return {l["ifname"]: l for l in json.loads(iproute.ip("-j", "-d", "link", "show", netns=netns))}
 
 
 def _sysctl(netns: str, key: str) -> str:
@@ -33,7 +34,7 @@ def _sysctl(netns: str, key: str) -> str:
 
 
 def _global_addresses(netns: str, link: str) -> set[str]:
-    shown = json.loads(netdev.ip("-j", "addr", "show", "dev", link, netns=netns).stdout)
+    shown = json.loads(iproute.ip("-j", "addr", "show", "dev", link, netns=netns))
     return {f"{a['local']}/{a['prefixlen']}" for a in shown[0].get("addr_info", []) if a["scope"] == "global"}
 
 
@@ -112,8 +113,8 @@ def test_bridge_plugin_in_dual_stack_gives_ipv4_and_an_ipv6_address_and_default_
     addr6 = next(r for r in reports if r.word == "ADDR6")
     assert ipaddress.ip_address(addr6.fields["ip"]) in ipaddress.ip_network("fd00:10:244::/64")
     # the default route points at the pod network's real router (the node's bridge), not into the pod
-    node_bridge = next(a["local"] for a in json.loads(netdev.ip("-j", "-6", "addr", "show", "dev", "nb-br0",
-                                                                netns=run.node_netns).stdout)[0]["addr_info"]
+    node_bridge = next(a["local"] for a in json.loads(iproute.ip("-j", "-6", "addr", "show", "dev", "nb-br0",
+                                                                netns=run.node_netns))[0]["addr_info"]
                        if a.get("scope") == "link")
     assert addr6.fields["router"] == node_bridge
     assert any("router advertisements" in s for s in result.substitutions)

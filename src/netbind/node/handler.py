@@ -58,9 +58,9 @@ def managed_tap_interfaces(vmi, config) -> list:
 
 
 def undo_layout(attrs: dict[str, Any]) -> None:
-    from netbind.node import netdev
+    from netbind import _iproute as iproute
 
-    if not netdev.netns_exists(attrs["netns"]):
+    if not iproute.netns_exists(attrs["netns"]):
         return  # the namespace is gone, and every link in it
     netpod.restore(netpod.Namespace(attrs["netns"]), netpod.PodLinkState.from_json(attrs["pod_link"]),
                    netpod.Layout(**attrs["layout"]))

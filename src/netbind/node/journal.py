@@ -21,8 +21,8 @@ JOURNAL_FILE = "journal.json"
 # kind -> "module:function" taking the entry's attrs; resolved on use (keeps imports lazy and lets
 # other layers, e.g. CNI attachments or libvirt domains, add their kinds without a cycle).
 UNDO: dict[str, str] = {
-    "netns": "netbind.node.netdev:undo_netns",
-    "link": "netbind.node.netdev:undo_link",
+    "netns": "netbind.node.sandbox:undo_netns",
+    "link": "netbind.node.sandbox:undo_link",
     "process": "netbind.node.procs:undo_process",
     "dir": "netbind.node.journal:undo_dir",
     "mountpoint": "netbind.node.journal:undo_mountpoint",

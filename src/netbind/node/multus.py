@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from netbind import _iproute as iproute
 from netbind.cni import CNIError
 from netbind.cni.exec import CNIExecutor, RuntimeConf, nad_conflist, normalize_conflist
-from netbind.node import netdev, procs
+from netbind.node import procs
 from netbind.node.journal import Journal
 
 POD_NETWORK_NAME = "netbind-pod-network"
@@ -115,7 +116,7 @@ def attach(journal: Journal, cni: CNIExecutor, conflist: Mapping, rt: RuntimeCon
 
 def undo_attachment(attrs: dict[str, Any]) -> None:
     cni = CNIExecutor(attrs["cni_path"], attrs["cache_dir"], plugin_netns=attrs.get("plugin_netns"))
-    if attrs.get("plugin_netns") and not netdev.netns_exists(attrs["plugin_netns"]):
+    if attrs.get("plugin_netns") and not iproute.netns_exists(attrs["plugin_netns"]):
         return  # the node namespace is gone, and with it every link and address the plugins made
     rt = RuntimeConf(attrs["container_id"], attrs["netns"], attrs["ifname"],
                      [tuple(a) for a in attrs.get("args", [])], attrs.get("capability_args") or {})
@@ -178,22 +179,22 @@ def ensure_world(journal: Journal, netns: str) -> None:
     """198.18.0.1 on the node namespace's loopback: a server there is 'outside' the pods, reached
     through the pod's default route (the node's gateway address itself is special to passt, which
     maps it to the pod's own loopback)."""
-    shown = netdev.ip("-4", "-o", "addr", "show", "dev", "lo", netns=netns).stdout
+    shown = iproute.ip("-4", "-o", "addr", "show", "dev", "lo", netns=netns)
     if f" {WORLD_ADDRESS}/32 " not in shown:
-        netdev.ip("addr", "add", f"{WORLD_ADDRESS}/32", "dev", "lo", netns=netns)
+        iproute.ip("addr", "add", f"{WORLD_ADDRESS}/32", "dev", "lo", netns=netns)
 
 
 def ensure_segment(journal: Journal, netns: str, directory: Path, lower: str) -> Segment:
     """The lower device (a veth end) plus a dnsmasq DHCP server on its peer, owned by the node."""
     segment = segment_for(lower)
-    if netdev.link_exists(lower, netns):
+    if iproute.link_exists(lower, netns):
         return segment
     entry = journal.intend("link", lower, netns=netns)
-    netdev.ip("link", "add", lower, "type", "veth", "peer", "name", segment.peer, netns=netns)
+    iproute.ip("link", "add", lower, "type", "veth", "peer", "name", segment.peer, netns=netns)
     journal.created(entry)
-    netdev.ip("addr", "add", f"{segment.gateway}/24", "dev", segment.peer, netns=netns)
+    iproute.ip("addr", "add", f"{segment.gateway}/24", "dev", segment.peer, netns=netns)
     for link in (lower, segment.peer):
-        netdev.ip("link", "set", link, "up", netns=netns)
+        iproute.ip("link", "set", link, "up", netns=netns)
     name = f"dnsmasq-{lower}"
     argv = ("dnsmasq", "--no-daemon", "--port=0", f"--interface={segment.peer}", "--bind-interfaces",
             f"--dhcp-range={segment.subnet}.100,{segment.subnet}.199,10m", f"--dhcp-option=option:router,{segment.gateway}",

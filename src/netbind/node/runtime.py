@@ -28,12 +28,13 @@ from typing import Any, Iterator, Protocol, Sequence
 
 from lxml import etree
 
+from netbind import _iproute as iproute
 from netbind.api.loading import Manifests
 from netbind.api.models import VirtualMachineInstance
 from netbind.api.versions import LATEST, Profile
 from netbind.node import guest as guestmod
 from netbind.node import host as hostmod
-from netbind.node import handler, multus, netdev, paths, procs, sandbox, status
+from netbind.node import handler, multus, paths, procs, sandbox, status
 from netbind.node.images import ImageMap, ImageMapError
 from netbind.node.journal import UndoError
 
@@ -124,7 +125,7 @@ def pod_links(netns: str):
     """The links of the pod netns as virt-launcher's phase 2 sees them."""
     from netbind.launcher.domain import PodLink
 
-    out = netdev.ip("-j", "link", "show", netns=netns).stdout
+    out = iproute.ip("-j", "link", "show", netns=netns)
     return [PodLink(link["ifname"], link.get("address", ""), int(link.get("mtu", 1500)))
             for link in json.loads(out or "[]") if link["ifname"] != "lo"]
 
@@ -583,7 +584,7 @@ def attach_pod_networks(pod: sandbox.Pod, node: sandbox.Node, manifests: Manifes
     from netbind.cni.exec import default_cni_path
 
     pod_uid = pod.names.suffix
-    netns_path = str(netdev.NETNS_DIR / pod.netns)
+    netns_path = str(iproute.NETNS_DIR / pod.netns)
     with sandbox.node_lock(pod.names.runtime):
         multus.ensure_world(node.journal, node.netns)
     cni_bin = images.cni_bin_dir(node.names.directory / "cni-bin")

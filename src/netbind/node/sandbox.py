@@ -10,14 +10,17 @@ Everything lives under the runtime dir (``$NETBIND_RUNTIME_DIR``, default ``/run
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
-import subprocess
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
-from netbind.node import netdev, paths, procs
+from netbind import _iproute as iproute
+from netbind.node import paths, procs
 from netbind.node.journal import Journal
 
 HOOKS_TARGET = "/var/run/kubevirt-hooks"
@@ -189,27 +192,51 @@ def node_veth_name(pod: PodNames, ifname: str) -> str:
 
 # ---- apply (effectful) -------------------------------------------------------------------------
 
-def _sysctl(netns: str, key: str, value: str) -> None:
-    proc = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise netdev.NetdevError(f"sysctl {key}={value} in {netns}: {proc.stderr.strip()}")
+def kill_netns_processes(name: str, grace: float = 3.0) -> None:
+    """Whatever still runs in the namespace (a crash left it, or a child we never recorded)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
+        pids = iproute.netns_pids(name)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while iproute.netns_pids(name) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            time.sleep(0.02)
+
+
+def undo_netns(attrs: dict) -> None:
+    if iproute.netns_exists(attrs["name"]):
+        kill_netns_processes(attrs["name"])
+        iproute.delete_netns(attrs["name"])
+
+
+def undo_link(attrs: dict) -> None:
+    iproute.delete_link(attrs["name"], attrs.get("netns"))
 
 
 def _apply_step(step: Step, journal: Journal) -> None:
     if isinstance(step, Netns):
         entry = journal.intend("netns", step.name)
-        netdev.add_netns(step.name)
+        iproute.add_netns(step.name)
     elif isinstance(step, Veth):
         entry = journal.intend("link", step.name, netns=step.netns)
-        netdev.ip("link", "add", step.name, "type", "veth", "peer", "name", step.peer,
+        iproute.ip("link", "add", step.name, "type", "veth", "peer", "name", step.peer,
                   "netns", step.peer_netns, netns=step.netns)
     elif isinstance(step, Bridge):
         entry = journal.intend("link", step.name, netns=step.netns)
-        netdev.ip("link", "add", step.name, "type", "bridge", netns=step.netns)
+        iproute.ip("link", "add", step.name, "type", "bridge", netns=step.netns)
     elif isinstance(step, Tap):
         entry = journal.intend("link", step.name, netns=step.netns)
-        netdev.ip("tuntap", "add", "dev", step.name, "mode", "tap",
+        iproute.ip("tuntap", "add", "dev", step.name, "mode", "tap",
                   *(("multi_queue",) if step.multiqueue else ()), netns=step.netns)
     elif isinstance(step, Directory):
         if step.path.exists():
@@ -223,15 +250,15 @@ def _apply_step(step: Step, journal: Journal) -> None:
         step.path.mkdir(mode=0o755)
     else:  # configuration of things created above: undone with them
         if isinstance(step, Enslave):
-            netdev.ip("link", "set", step.link, "master", step.master, netns=step.netns)
+            iproute.ip("link", "set", step.link, "master", step.master, netns=step.netns)
         elif isinstance(step, Address):
-            netdev.ip("addr", "add", step.cidr, "dev", step.link, netns=step.netns)
+            iproute.ip("addr", "add", step.cidr, "dev", step.link, netns=step.netns)
         elif isinstance(step, LinkUp):
-            netdev.ip("link", "set", step.link, "up", netns=step.netns)
+            iproute.ip("link", "set", step.link, "up", netns=step.netns)
         elif isinstance(step, DefaultRoute):
-            netdev.ip("route", "add", "default", "via", step.via, netns=step.netns)
+            iproute.ip("route", "add", "default", "via", step.via, netns=step.netns)
         elif isinstance(step, Sysctl):
-            _sysctl(step.netns, step.key, step.value)
+            iproute.sysctl(step.key, step.value, netns=step.netns)
         else:
             raise TypeError(f"unknown plan step {step!r}")
         return
@@ -269,7 +296,7 @@ def ensure_node(runtime: Path | None = None) -> Node:
     names = NodeNames(runtime or paths.runtime_dir())
     with paths.locked(names.runtime):
         journal = Journal(names.directory)
-        if journal.path.exists() and netdev.netns_exists(names.netns):
+        if journal.path.exists() and iproute.netns_exists(names.netns):
             return Node(names, journal)
         journal = Journal.create(names.directory, {"netns": names.netns})
         try:

@@ -1,4 +1,5 @@
-"""Throwaway network namespaces for tests (created with ip(8), always removed).
+"""Throwaway network namespaces for tests (created with ip(8) through netbind's link adapter,
+always removed).
 
 ``netns`` gives one empty namespace; ``netns_pair`` gives a "node" and a "pod" namespace joined by
 a veth (``node_veth`` in the node, ``pod_veth`` in the pod). Run host-side CNI plugins inside the
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from netbind import _iproute
 from netbind.testing import require_binary, require_root
 
 
@@ -20,7 +22,8 @@ def unique_name(prefix: str = "nb-") -> str:
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+    """``ip ARGS`` (a failure raises ``IPRouteError`` naming the command when ``check``)."""
+    return _iproute.run("ip", *args, check=check)
 
 
 @dataclass(frozen=True)
@@ -32,18 +35,13 @@ class Netns:
         return f"/run/netns/{self.name}"
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return ip("-n", self.name, *args, check=check)
+        return _iproute.run("ip", *args, netns=self.name, check=check)
 
     def links(self) -> list[dict]:
-        import json
-
-        return json.loads(self.ip("-j", "-d", "link", "show").stdout or "[]")
+        return list(_iproute.links(self.name).values())
 
     def sysctl(self, key: str) -> str:
-        out = subprocess.run(["ip", "netns", "exec", self.name, "cat",
-                              "/proc/sys/" + key.replace(".", "/")],
-                             check=True, capture_output=True, text=True).stdout
-        return out.rstrip("\n")
+        return _iproute.sysctl(key, netns=self.name)
 
 
 @dataclass(frozen=True)
@@ -56,13 +54,12 @@ class NetnsPair:
 
 def create_netns(name: str | None = None) -> Netns:
     ns = Netns(name or unique_name())
-    ip("netns", "add", ns.name)
-    ns.ip("link", "set", "lo", "up")
+    _iproute.add_netns(ns.name)
     return ns
 
 
 def delete_netns(ns: Netns) -> None:
-    ip("netns", "del", ns.name, check=False)
+    _iproute.run("ip", "netns", "del", ns.name, check=False)
 
 
 @pytest.fixture

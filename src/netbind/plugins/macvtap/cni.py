@@ -85,48 +85,74 @@ class _Config:
         self.mac = _normalize_mac(mac, "MAC") if mac else ""
 
 
-def _netlink():
-    from netbind._netlink import Netlink, NetlinkFailure
+class _Link:
+    """What the plugin reads of a link (from ``ip -j -d link show``)."""
+    __slots__ = ("index", "kind", "mac", "mtu", "up", "mode")
 
-    return Netlink, NetlinkFailure
+    def __init__(self, shown: dict) -> None:
+        info = shown.get("linkinfo") or {}
+        self.index = shown.get("ifindex", 0)
+        self.kind = info.get("info_kind", "")
+        self.mac = str(shown.get("address", "")).lower()
+        self.mtu = shown.get("mtu", 0)
+        self.up = "UP" in shown.get("flags", ())
+        self.mode = (info.get("info_data") or {}).get("mode", "") if self.kind == "macvtap" else ""
+
+
+def _link(name: str) -> _Link | None:
+    """A link of the calling thread's namespace (the plugin's, or the pod's inside ``with netns``)."""
+    from netbind import _iproute
+
+    shown = _iproute.link(name)
+    return _Link(shown) if shown is not None else None
+
+
+def _ip(*argv: str, what: str) -> None:
+    from netbind import _iproute
+
+    try:
+        _iproute.ip(*argv)
+    except _iproute.IPRouteError as exc:
+        raise CNIError(ERR_INTERNAL, f"{what}: {exc}") from None
 
 
 @plugin.add
 def add(args):
     cfg = _Config(args)
-    Netlink, NetlinkFailure = _netlink()
-    with Netlink() as nl:
-        master = nl.link(cfg.master)
+    master = _link(cfg.master)
     if master is None:
         raise _bad("master", f"lower device {cfg.master!r} does not exist in the plugin's "
                              "network namespace")
     netns = NetNS(args.netns)
-    with netns, Netlink() as nl:
-        if nl.link(args.ifname) is not None:
+    with netns:
+        if _link(args.ifname) is not None:
             raise CNIError(ERR_LINK_EXISTS, f"interface {args.ifname!r} already exists in "
                                             f"{args.netns}; DEL it first or pick another ifname")
+    # created directly in the pod namespace (IFLA_NET_NS_FD), so it never exists on the host side
+    _ip("link", "add", "link", cfg.master, "name", args.ifname,
+        *(("address", cfg.mac) if cfg.mac else ()), *(("mtu", str(cfg.mtu)) if cfg.mtu else ()),
+        "netns", args.netns, "type", "macvtap", "mode", cfg.mode,
+        what=f"cannot create macvtap {args.ifname!r} on {cfg.master!r} (mode {cfg.mode})")
     try:
-        with Netlink() as nl:
-            nl.create_macvtap(args.ifname, master.index, cfg.mode, mac=cfg.mac or None,
-                              mtu=cfg.mtu or None, netns_fd=netns.open())
-    except NetlinkFailure as exc:
-        raise CNIError(ERR_INTERNAL, f"cannot create macvtap {args.ifname!r} on {cfg.master!r} "
-                                     f"(mode {cfg.mode}): {exc}") from None
-    try:
-        with netns, Netlink() as nl:
+        with netns:
             # passthru links start with the lower device's MAC whatever was asked; setting it
             # now also moves the lower device to it (the kernel restores it on delete)
-            passthru_mac = cfg.mac if cfg.mode == "passthru" else None
-            nl.set_link(args.ifname, up=True, promisc=cfg.promisc or None, mac=passthru_mac)
-            link = nl.link(args.ifname)
+            if cfg.mode == "passthru" and cfg.mac:
+                _ip("link", "set", "dev", args.ifname, "address", cfg.mac, what=f"set MAC of {args.ifname!r}")
+            if cfg.promisc:
+                _ip("link", "set", "dev", args.ifname, "promisc", "on", what=f"set {args.ifname!r} promiscuous")
+            _ip("link", "set", "dev", args.ifname, "up", what=f"set {args.ifname!r} up")
+            link = _link(args.ifname)
             if cfg.owner is not None or cfg.group is not None:
                 device = f"/dev/tap{link.index}"
                 if os.path.exists(device):
                     os.chown(device, -1 if cfg.owner is None else cfg.owner,
                              -1 if cfg.group is None else cfg.group)
     except BaseException:
-        with netns, Netlink() as nl:  # undo: no half-wired namespace
-            nl.delete(args.ifname)
+        from netbind import _iproute
+
+        with netns:  # undo: no half-wired namespace
+            _iproute.delete_link(args.ifname)
         raise
     result = args.prev_result or Result(args.cni_version)
     result.interfaces.append(Interface(args.ifname, mac=link.mac, sandbox=args.netns,
@@ -138,11 +164,10 @@ def add(args):
 def delete(args):
     if not args.netns or not os.path.exists(args.netns):
         return  # the namespace is gone, and the link with it
-    Netlink, _ = _netlink()
-    with NetNS(args.netns), Netlink() as nl:
-        link = nl.link(args.ifname)
+    with NetNS(args.netns):
+        link = _link(args.ifname)
         if link is not None and link.kind == "macvtap":
-            nl.delete(args.ifname)
+            _ip("link", "delete", "dev", args.ifname, what=f"delete macvtap {args.ifname!r}")
 
 
 @plugin.check
@@ -156,19 +181,17 @@ def check(args):
     if expected is None:
         raise CNIError(ERR_CHECK_FAILED, f"prevResult lists no interface {args.ifname!r} in "
                                          f"{args.netns}")
-    Netlink, _ = _netlink()
-    with Netlink() as nl:
-        master = nl.link(cfg.master)
-    with NetNS(args.netns), Netlink() as nl:
-        link = nl.link(args.ifname)
+    master = _link(cfg.master)
+    with NetNS(args.netns):
+        link = _link(args.ifname)
     problems = []
     if link is None:
         problems.append("does not exist")
     else:
         if link.kind != "macvtap":
             problems.append(f"is a {link.kind or 'device'} link, not macvtap")
-        if link.macvtap_mode and link.macvtap_mode != cfg.mode:
-            problems.append(f"has mode {link.macvtap_mode}, expected {cfg.mode}")
+        if link.mode and link.mode != cfg.mode:
+            problems.append(f"has mode {link.mode}, expected {cfg.mode}")
         if expected.mac and link.mac != expected.mac.lower():
             problems.append(f"has MAC {link.mac}, expected {expected.mac}")
         if cfg.mac and link.mac != cfg.mac:
