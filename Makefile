@@ -48,7 +48,7 @@ stack: deps venv
 # netbind's images (deploy/: sidecars, CNI installer), built offline with podman on bases made from
 # Debian packages (debootstrap, ~75 s once; cached under /var/cache/netbind), each rebuilt only when
 # its inputs change. Needs root; without it `up` runs the sidecars as host processes.
-IMAGES ?= passt bridge
+IMAGES ?= passt bridge cni
 images: deps venv
 	@if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "images: needs root; skipped (up will run sidecars as processes)"; exit 0; fi; \
 	$$SUDO $(VENV)/bin/netbind image build $(IMAGES)

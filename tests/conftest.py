@@ -35,12 +35,12 @@ def oracle14_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def built_images():
-    """netbind's sidecar images, built once per run (kept between runs while their inputs hold)."""
+    """netbind's images (sidecars, CNI installer), built once per run (kept between runs while their inputs hold)."""
     from netbind import images
     from netbind.testing import require_podman
 
     require_podman()
     try:
-        return {b.name: b for b in images.ensure(["passt", "bridge"])}
+        return {b.name: b for b in images.ensure(all_=True)}
     except (images.ImageBuildError, images.BaseImageError) as exc:
-        pytest.fail(f"building the sidecar images failed: {exc}", pytrace=False)
+        pytest.fail(f"building the images failed: {exc}", pytrace=False)

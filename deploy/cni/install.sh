@@ -1,36 +1,44 @@
 #!/bin/sh
-# Installer (runs in the DaemonSet pod): copy netbind's CNI plugins onto the node.
-# The plugins are Python: the pure-Python library goes to $LIB_DIR and each plugin becomes a thin
-# launcher in $CNI_BIN_DIR that runs the node's python3 (>= 3.11) with -IS (isolated, no site
-# scan: fast start, and nothing from the node's site-packages leaks in; one shebang argument, as
-# Linux passes everything after the interpreter as a single argument). Files are replaced atomically, so a
-# runtime never executes a half-written plugin.
+# Installer (runs in the DaemonSet pod): puts netbind's binding CNI plugins on the node.
+#
+# The image carries one self-contained bundle (deploy/cni/bundle.sh). It is copied, whole, into a
+# versioned directory beside the plugins, $CNI_BIN_DIR/.netbind/<version>/, and each plugin name in
+# $CNI_BIN_DIR becomes a relative link to its executable, so the plugins work wherever the node's
+# /opt/cni/bin is mounted (Multus' thick daemon mounts it elsewhere). An upgrade never shows a
+# runtime a half-written plugin: the new version is complete under a temporary name before one
+# rename makes it visible, each link is replaced by a rename, and the version the links used
+# before stays (a plugin already running from it finishes); older ones are removed.
 set -eu
-SRC_LIB=${SRC_LIB:-/opt/netbind/lib}            # inside the image
-LIB_DIR=${LIB_DIR:-/host/opt/cni/netbind}        # node's /opt/cni/netbind, as mounted here
+SRC=${SRC:-/opt/netbind-cni/bundle}              # inside the image
 CNI_BIN_DIR=${CNI_BIN_DIR:-/host/opt/cni/bin}    # node's /opt/cni/bin, as mounted here
-NODE_LIB_PATH=${NODE_LIB_PATH:-/opt/cni/netbind} # the same library path as the node sees it
-NODE_PYTHON=${NODE_PYTHON:-/usr/bin/python3}
+PLUGINS="netbind-cni-passt-binding netbind-cni-macvtap netbind-cni-bridge-binding"
 
-rm -rf "$LIB_DIR.new"
-mkdir -p "$(dirname "$LIB_DIR")" "$CNI_BIN_DIR"
-cp -a "$SRC_LIB" "$LIB_DIR.new"
-rm -rf "$LIB_DIR.old"
-if [ -e "$LIB_DIR" ]; then mv "$LIB_DIR" "$LIB_DIR.old"; fi
-mv "$LIB_DIR.new" "$LIB_DIR"
-rm -rf "$LIB_DIR.old"
+version=$(cat "$SRC/VERSION")
+store=$CNI_BIN_DIR/.netbind
+mkdir -p "$store"
+if [ ! -x "$store/$version/netbind-cni" ]; then
+  rm -rf "$store/.$version.tmp"
+  cp -a "$SRC" "$store/.$version.tmp"
+  rm -rf "$store/$version"
+  mv "$store/.$version.tmp" "$store/$version"
+  echo "copied bundle $version to $store/$version"
+fi
 
-for entry in passt:netbind-cni-passt-binding macvtap:netbind-cni-macvtap bridge:netbind-cni-bridge-binding; do
-  binding=${entry%%:*}; name=${entry#*:}
-  tmp="$CNI_BIN_DIR/.$name.tmp"
-  cat > "$tmp" <<LAUNCHER
-#!$NODE_PYTHON -IS
-import sys
-sys.path.insert(0, "$NODE_LIB_PATH")
-from netbind.plugins.$binding.cni import main
-main()
-LAUNCHER
-  chmod 0755 "$tmp"
-  mv -f "$tmp" "$CNI_BIN_DIR/$name"
-  echo "installed $CNI_BIN_DIR/$name"
+previous=""
+for name in $PLUGINS; do
+  link=$CNI_BIN_DIR/$name
+  if [ -L "$link" ]; then
+    was=$(readlink "$link")
+    case $was in .netbind/*/netbind-cni) was=${was#.netbind/}; previous=${was%/netbind-cni} ;; esac
+  fi
+  ln -sfn ".netbind/$version/netbind-cni" "$CNI_BIN_DIR/.$name.tmp"
+  mv -f "$CNI_BIN_DIR/.$name.tmp" "$link"
+  echo "installed $link -> .netbind/$version/netbind-cni"
+done
+
+for old in "$store"/* "$store"/.*.tmp; do
+  [ -e "$old" ] || continue
+  case ${old##*/} in "$version" | "$previous") continue ;; esac
+  rm -rf "$old"
+  echo "removed ${old##*/}"
 done

@@ -62,7 +62,9 @@ def test_containerfiles_build_unchanged_with_a_registry(name):
     """FROM comes from BASE_IMAGE/BUILD_IMAGE whose defaults are public images, never a local tag."""
     text = (REPO / images.IMAGES[name].containerfile).read_text()
     defaults = dict(re.findall(r"^ARG (BASE_IMAGE|BUILD_IMAGE)=(\S+)", text, re.M))
-    assert "BASE_IMAGE" in defaults
+    assert defaults, "a Containerfile names its bases by ARG BASE_IMAGE/BUILD_IMAGE with public defaults"
+    for used in re.findall(r"^FROM \$\{(\w+)\}", text, re.M):
+        assert used in defaults, f"FROM ${{{used}}} without an ARG default"
     for ref in defaults.values():
         assert not ref.startswith("localhost/") and "/" in ref
     for line in re.findall(r"^FROM (\S+)", text, re.M):
@@ -88,11 +90,11 @@ def _run(image: str, *args: str, entrypoint: str | None = None) -> str:
 
 def test_bases_come_from_debian_packages_and_the_runtime_base_has_no_build_tools(built_images):
     # python3 in both; binutils, busybox and the shared libpython only in the build base
-    probe = ("dpkg-query -W -f '${db:Status-Status} ${Package}\\n' python3 binutils busybox-static libpython3.11"
+    probe = ("dpkg-query -W -f '${db:Status-Status} ${Package}\\n' python3 binutils busybox-static libpython3.11 iproute2 patchelf"
              " 2>/dev/null | awk '$1 == \"installed\" {print $2}'")
     assert _run(images.BASE_TAG, "sh", "-c", probe).split() == ["python3"]
     assert set(_run(images.BUILD_TAG, "sh", "-c", probe).split()) == {"python3", "binutils", "busybox-static",
-                                                                      "libpython3.11"}
+                                                                      "libpython3.11", "iproute2", "patchelf"}
     assert _podman.image_label(images.BASE_TAG, images._build.INPUTS_LABEL) == _base.inputs_key()
 
 

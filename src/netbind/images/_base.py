@@ -4,7 +4,8 @@ One ``debootstrap --variant=minbase`` root of Debian 12 (cached as a tarball und
 keyed by its inputs) gives two images:
 
 * ``localhost/netbind/debian-build:12``: the root as bootstrapped, with what build stages need
-  (python3, the shared libpython PyInstaller bundles, binutils, a static busybox);
+  (python3, the shared libpython PyInstaller bundles, binutils, patchelf, a static busybox,
+  iproute2);
 * ``localhost/netbind/debian-base:12``: the same without the build-only packages, docs, man pages,
   locales and apt lists: what runtime stages start from (python3 and the essential set).
 
@@ -30,7 +31,7 @@ SUITE = "bookworm"
 BASE_TAG = "localhost/netbind/debian-base:12"
 BUILD_TAG = "localhost/netbind/debian-build:12"
 RUNTIME_PACKAGES = ("python3",)
-BUILD_ONLY_PACKAGES = ("libpython3.11", "binutils", "busybox-static")
+BUILD_ONLY_PACKAGES = ("libpython3.11", "binutils", "busybox-static", "iproute2", "patchelf")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 INPUTS_LABEL = "io.netbind.inputs"
 # What runtime images never read; removing it from the base makes every image smaller.
