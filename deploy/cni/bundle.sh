@@ -11,18 +11,8 @@ site=$1 pyinstaller=$2 root=$3
 here=$(dirname "$0")
 work=$(mktemp -d)
 printf 'from netbind.plugins.cni_bundle import main\nmain()\n' > "$work/netbind-cni.py"
-# modules the plugins never import but the standard library's hooks would drag in
-excludes=""
-for module in tkinter unittest pydoc doctest lib2to3 sqlite3 curses readline xmlrpc email http \
-              distutils setuptools pkg_resources multiprocessing asyncio concurrent _ssl ssl _hashlib \
-              _bz2 _lzma lzma bz2 xml pyexpat plistlib decimal _decimal; do
-  excludes="$excludes --exclude-module $module"
-done
-# shellcheck disable=SC2086
-PYTHONPATH=$pyinstaller python3 -m PyInstaller --noconfirm --log-level WARN --onedir --name netbind-cni \
-  --distpath "$work/dist" --workpath "$work/build" --specpath "$work" --paths "$site" \
-  --hidden-import netbind.plugins.passt.cni --hidden-import netbind.plugins.macvtap.cni \
-  --hidden-import netbind.plugins.bridge.cni $excludes "$work/netbind-cni.py"
+NETBIND_SITE=$site NETBIND_ENTRY=$work/netbind-cni.py PYTHONPATH=$pyinstaller python3 -m PyInstaller \
+  --noconfirm --log-level WARN --distpath "$work/dist" --workpath "$work/build" "$here/netbind-cni.spec"
 bundle=$work/dist/netbind-cni
 # the bundled libraries find each other, not the node's: the bootloader loads libpython by path, but
 # what it, libpython and the extension modules need (libz, libexpat, libffi) is found by RUNPATH
