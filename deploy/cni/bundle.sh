@@ -3,15 +3,14 @@
 # image's root. Run in the build stage:  sh bundle.sh NETBIND_SITE PYINSTALLER_SITE ROOT
 #   ROOT/opt/netbind-cni/bundle/   netbind-cni (PyInstaller bootloader), _internal/ (interpreter,
 #                                  standard library, netbind), iproute2/ (ip, bridge, the libraries
-#                                  and loader they were built with), VERSION
+#                                  and loader they were built with), PLUGINS, VERSION
 #   ROOT/bin/                      static busybox and its applets (the installer's shell)
 #   ROOT/usr/local/bin/netbind-cni-install
 set -eu
 site=$1 pyinstaller=$2 root=$3
 here=$(dirname "$0")
 work=$(mktemp -d)
-printf 'from netbind.plugins.cni_bundle import main\nmain()\n' > "$work/netbind-cni.py"
-NETBIND_SITE=$site NETBIND_ENTRY=$work/netbind-cni.py PYTHONPATH=$pyinstaller python3 -m PyInstaller \
+NETBIND_SITE=$site PYTHONPATH=$pyinstaller python3 -m PyInstaller \
   --noconfirm --log-level WARN --distpath "$work/dist" --workpath "$work/build" "$here/netbind-cni.spec"
 bundle=$work/dist/netbind-cni
 # the bundled libraries find each other, not the node's: the bootloader loads libpython by path, but
@@ -32,6 +31,8 @@ done | sort -u | while read -r lib; do
   cp -L "$lib" "$bundle/iproute2/lib/$(basename "$lib")"
 done
 
+# the plugin names the installer links, as the bundle itself knows them
+PYTHONPATH=$site python3 -c 'from netbind.plugins.cni_bundle import PLUGINS; print(*PLUGINS)' > "$bundle/PLUGINS"
 version=$(PYTHONPATH=$site python3 -c 'import netbind; print(netbind.__version__)')
 digest=$(cd "$bundle" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
 echo "$version-$digest" > "$bundle/VERSION"

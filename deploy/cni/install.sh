@@ -11,7 +11,7 @@
 set -eu
 SRC=${SRC:-/opt/netbind-cni/bundle}              # inside the image
 CNI_BIN_DIR=${CNI_BIN_DIR:-/host/opt/cni/bin}    # node's /opt/cni/bin, as mounted here
-PLUGINS="netbind-cni-passt-binding netbind-cni-macvtap netbind-cni-bridge-binding"
+PLUGINS=$(cat "$SRC/PLUGINS")                   # the names the bundle serves
 
 version=$(cat "$SRC/VERSION")
 store=$CNI_BIN_DIR/.netbind
