@@ -18,7 +18,7 @@ class _RichProgress:
         self.console.print(f"[green]✓[/] {name:<18} [cyan]{seconds * 1000:8.1f} ms[/]  {detail}", highlight=False)
 
     def note(self, kind: str, text: str) -> None:
-        self.console.print(f"  {kind}: {text}", highlight=False)
+        self.console.print(f"  {kind}: {text}", highlight=False, markup=False)
 
 
 def _console(stderr: bool = False):
@@ -44,8 +44,12 @@ def _console(stderr: bool = False):
               help="passt binding path: native (libvirt >= 11 runs the sidecar's vhost-user + passt backend;"
                    " provisions the stack if missing), substitute (recipe R6a: host passt + -netdev stream), auto"
                    " (native when available, else substitute). Default $NETBIND_PASST, else auto.")
+@click.option("--sidecars", "sidecars", type=click.Choice(["auto", "container", "process"]), default=None,
+              help="How hook sidecars run: container (their image from the local podman store, or the image the"
+                   " image map names), process (the image map's host command), auto (a container when the image is"
+                   " there, else a process). Default $NETBIND_SIDECARS, else auto.")
 @handles_bad_input
-def up(files, version, wait, timeout, output, images_file, pod_network, guest_args, passt):
+def up(files, version, wait, timeout, output, images_file, pod_network, guest_args, passt, sidecars):
     """Run the VM/VMI of the given manifests on this machine: validate, render the launcher pod,
     wire it with CNI, start its sidecars and a private libvirtd, run the hooks, boot the guest."""
     from netbind.api.loading import load_manifests
@@ -68,7 +72,7 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
             from netbind._cli.common import BadInput
             raise BadInput(f"--pod-network {pod_network}: {exc}") from None
     options = UpOptions(images=images, pod_network=network, guest_args=guest_args, wait=wait,
-                        wait_timeout=timeout, profile=profile(version), passt=passt)
+                        wait_timeout=timeout, profile=profile(version), passt=passt, sidecars=sidecars)
     console = _console()
     progress = _RichProgress(console) if output == "text" else None
     try:
@@ -97,6 +101,12 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
     total = sum(p["seconds"] for p in result.phases)
     console.print(f"[bold]{vmi['metadata']['namespace']}/{vmi['metadata']['name']}[/] is "
                   f"{vmi['status']['phase']} in pod {result.pod.netns} ({total:.2f} s)", highlight=False)
+    console.print("sidecars:", highlight=False)
+    for line in result.sidecars or ["(none)"]:
+        console.print(f"  - {line}", highlight=False, markup=False)
+    console.print("resource limits:", highlight=False)
+    for line in result.limits or ["(none asked)"]:
+        console.print(f"  - {line}", highlight=False, markup=False)
     console.print("substituted on this host:", highlight=False)
     for line in result.substitutions:
         console.print(f"  - {line}", highlight=False, markup=False)
@@ -175,6 +185,8 @@ def console(name):
               help="compute (libvirtd and QEMU), hook-sidecar-N, or passt-<interface>.")
 def logs(name, container):
     """Logs of a container of the VMI's launcher pod."""
+    from netbind.node import containers
+
     for pod in _pods(name):
         logs_dir = pod.names.logs_dir
         if container == "compute":
@@ -185,7 +197,9 @@ def logs(name, container):
         if not files:
             known = ["compute", *sorted(p.stem for p in logs_dir.glob("*.log") if p.stem != "libvirtd")]
             raise click.ClickException(f"no logs for container {container!r}; choose one of: {', '.join(known)}")
+        as_container = {e.attrs.get("container") for e in pod.journal.find("container")}
         for path in files:
             if len(files) > 1:
                 click.echo(f"==> {path} <==")
-            click.echo(path.read_text(errors="replace"), nl=False)
+            text = path.read_text(errors="replace")
+            click.echo(containers.cri_log_text(text) if path.stem in as_container else text, nl=False)

@@ -32,6 +32,8 @@ INPUTS_LABEL = _base.INPUTS_LABEL
 # What the sidecar images import at run time (netbind itself goes in with --no-deps: the node
 # runtime's libvirt-python and the CLI's packages have no place in a sidecar).
 SIDECAR_REQUIREMENTS = ("grpcio", "typing-extensions", "protobuf", "lxml")
+# The bridge sidecar's DHCP server validates its configuration with pydantic.
+BRIDGE_REQUIREMENTS = (*SIDECAR_REQUIREMENTS, "pydantic", "pydantic-core", "annotated-types", "typing-inspection")
 # What freezes the CNI plugins (build stage only; nothing of it reaches the node). Pinned here: the
 # test environment does not run PyInstaller, so its versions cannot be the pins.
 CNI_BUILD_REQUIREMENTS = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.10", "altgraph==0.17.5",
@@ -55,7 +57,7 @@ IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (
     ImageSpec("passt", "deploy/passt/Containerfile", "localhost/netbind-passt-sidecar:latest",
               "passt binding hook sidecar (KubeVirt's network-passt-binding)", SIDECAR_REQUIREMENTS),
     ImageSpec("bridge", "deploy/bridge/Containerfile", "localhost/netbind-bridge-sidecar:latest",
-              "bridge binding hook sidecar (hook server + DHCP)", SIDECAR_REQUIREMENTS),
+              "bridge binding hook sidecar (hook server + DHCP)", BRIDGE_REQUIREMENTS),
     ImageSpec("cni", "deploy/cni/Containerfile", "localhost/netbind-cni-installer:latest",
               "CNI plugin installer (self-contained plugins for /opt/cni/bin)",
               CNI_BUILD_REQUIREMENTS),

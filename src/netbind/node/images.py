@@ -1,7 +1,8 @@
 """The image map: local stand-ins for the images (and CNI plugin types) a manifest names.
 
-Sidecar images resolve to a command (an executable on PATH, next to the running ``netbind``, or
-an absolute path); containerDisk images to a guest (by default the tiny guest); CNI types to
+Sidecar images resolve to a local container image (``image:``, run with podman when it is in the
+local store) and/or a command (``command:``, an executable on PATH, next to the running
+``netbind``, or an absolute path: the host-process fallback); containerDisk images to a guest (by default the tiny guest); CNI types to
 executables, exposed to the CNI executor as a directory of symlinks. The default map ships with
 the package (``images.yaml``); a user file (``--images FILE`` or ``$NETBIND_IMAGES``) overrides it
 entry by entry.
@@ -90,10 +91,16 @@ class ImageMap:
         for ref, entry in (data.get("sidecars") or {}).items():
             if isinstance(entry, str):
                 entry = {"command": [entry]}
-            command = entry.get("command") if isinstance(entry, Mapping) else None
+            if not isinstance(entry, Mapping) or not ({"command", "image"} & set(entry)):
+                raise ImageMapError(f"{where}: sidecars.{ref}: give image: (a local image) and/or command:"
+                                    " (a host process), e.g. command: [my-sidecar, --verbose]")
+            command = entry.get("command", ["(none)"])
             if not isinstance(command, list) or not command or not all(isinstance(w, str) for w in command):
                 raise ImageMapError(f"{where}: sidecars.{ref}.command: give a list of words,"
                                     " e.g. command: [my-sidecar, --verbose]")
+            if "image" in entry and (not isinstance(entry["image"], str) or not entry["image"]):
+                raise ImageMapError(f"{where}: sidecars.{ref}.image: give a local image reference,"
+                                    " e.g. image: localhost/my-sidecar:latest")
             self.sidecars[ref] = {**entry, "_source": where}
         for ref, entry in (data.get("containerDisks") or {}).items():
             if not isinstance(entry, Mapping):
@@ -113,8 +120,19 @@ class ImageMap:
                 return key, table[key]
         return None
 
+    def sidecar_image(self, image: str) -> tuple[str, str] | None:
+        """The local image the map names for a sidecar image, with the entry that says so."""
+        found = self._lookup(self.sidecars, image)
+        if found is None or "image" not in found[1]:
+            return None
+        key, entry = found
+        return entry["image"], f"{key} ({entry['_source']})"
+
     def sidecar(self, image: str) -> SidecarImage:
         found = self._lookup(self.sidecars, image)
+        if found is not None and "command" not in found[1]:
+            raise ImageMapError(f"sidecar image {image!r} maps only to the image {found[1]['image']!r}"
+                                f" ({found[1]['_source']}), no command to run it as a host process")
         if found is None:
             raise ImageMapError(
                 f"sidecar image {image!r} is not in the image map ({', '.join(self.files)}); add it to a"

@@ -24,6 +24,8 @@ UNDO: dict[str, str] = {
     "netns": "netbind.node.sandbox:undo_netns",
     "link": "netbind.node.sandbox:undo_link",
     "process": "netbind.node.procs:undo_process",
+    "container": "netbind.node.containers:undo_container",
+    "cgroup": "netbind.node.cgroups:undo_cgroup",
     "dir": "netbind.node.journal:undo_dir",
     "mountpoint": "netbind.node.journal:undo_mountpoint",
     "file": "netbind.node.journal:undo_file",

@@ -30,12 +30,13 @@ from lxml import etree
 
 from netbind.node import guest as guestmod
 from netbind.node import multus, paths, procs, sandbox
+from netbind.node import sidecars as sidecarmod
 from netbind.node.images import ImageMap, ImageMapError
 from netbind.node.journal import UndoError
 from netbind.node.runtime import (
     POD_CONSOLE, POD_SEEDED_INITRD, SOCKET_TIMEOUT, STATE_FILE, Progress, UpError, _Clock, _Silent, _tail,
     attach_pod_networks, await_hook_sockets, current_vmi, load_state, manifests_of, node_name, passt_nics_of,
-    publish_network_status, start_passt, start_sidecars, _domain_phase,
+    publish_network_status, start_passt, start_sidecars, _domain_phase, confine_compute, describe_sidecars,
 )
 
 LINK_REFRESH_PAUSE = 0.1     # KubeVirt: down, sleep 100 ms, up
@@ -130,7 +131,10 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
         images = options.images or ImageMap(**state["images"])
         try:
-            resolved = [images.sidecar(c["image"]) for c in containers]
+            # the target runs its sidecars the way the source does (containers or processes)
+            resolved = sidecarmod.choose_all(containers, images, state.get("sidecarsMode", "process"))
+        except sidecarmod.SidecarError as exc:
+            raise MigrationError(exc.message, phase="target pod") from None
         except ImageMapError as exc:
             raise MigrationError(str(exc), phase="target pod") from None
         target = sandbox.create_pod(vmi.metadata.name, vmi.namespace, runtime)
@@ -221,12 +225,13 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     source_lv = lv.PrivateLibvirtd(source, lv.Layout(source.names.directory / "libvirt"), None)
     domain_name = state["domain"]
     with clock.phase("target sidecars+libvirtd") as info:
-        records = start_sidecars(target, containers, resolved, pod_name, vmi.namespace)
+        records = start_sidecars(target, resolved, pod_manifest, pod_name, vmi.namespace)
         # the target runs the passt path the source runs (a native domain needs a native libvirtd)
         from netbind.node import native
         source_path = (state.get("host") or {}).get("passtPath", {}).get("path", "substitute")
         target_lv = native.start_libvirtd(target, native.select(source_path))
-        info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {target_lv.record.pid}"
+        confine_compute(target, pod_manifest, target_lv.record.pid, None)
+        info["detail"] = f"{describe_sidecars(records)}, libvirtd pid {target_lv.record.pid}"
     with clock.phase("target hooks") as info:
         await_hook_sockets(target, records, options.socket_timeout)
         incoming = source_lv.domain(domain_name).XMLDesc(_migratable_flag())
@@ -238,7 +243,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
             manager.on_define_domain(incoming.encode(), vmi_json, trace=trace)   # side effects only
         except HookClientError as exc:
             raise UpError(f"executing custom preStart hooks failed: {exc}",
-                          details="\n".join(_tail(r.log, r.name) for r in records)) from None
+                          details="\n".join(r.log_tail() for r in records)) from None
         finally:
             manager.close()
         info["detail"] = (f"OnDefineDomain x1 on {len(manager.sidecars)} sidecar(s), result discarded"
@@ -388,7 +393,7 @@ def _shutdown_source_sidecars(source: sandbox.Pod, grace: float = 3.0) -> dict[s
     source pod from completing; here the pod is torn down regardless."""
     from netbind.launcher.hooks import HookClientError, HookManager
 
-    sidecars = [e for e in source.journal.find("process") if e.name.startswith("hook-sidecar-") and "pid" in e.attrs]
+    sidecars = sidecarmod.recorded(source)
     if not sidecars:
         return {}
     outcome: dict[str, str] = {}
@@ -401,10 +406,10 @@ def _shutdown_source_sidecars(source: sandbox.Pod, grace: float = 3.0) -> dict[s
     finally:
         manager.close()
     deadline = time.monotonic() + grace
-    pending = {e.name: e for e in sidecars}
+    pending = {name: (pid, start) for name, pid, start in sidecars}
     while pending and time.monotonic() < deadline:
-        for name, entry in list(pending.items()):
-            if not procs.alive(entry.attrs["pid"], entry.attrs["starttime"]):
+        for name, (pid, start) in list(pending.items()):
+            if not procs.alive(pid, start):
                 outcome[name] = "exited after Shutdown"
                 del pending[name]
         time.sleep(0.02)

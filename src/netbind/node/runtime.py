@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from netbind.api.versions import LATEST, Profile
 from netbind.node import guest as guestmod
 from netbind.node import host as hostmod
 from netbind.node import handler, multus, paths, procs, sandbox, status
+from netbind.node import sidecars as sidecarmod
 from netbind.node.images import ImageMap, ImageMapError
 from netbind.node.journal import UndoError
 
@@ -86,6 +86,7 @@ class UpOptions:
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
     passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
+    sidecars: str | None = None              # auto|container|process (default $NETBIND_SIDECARS, else auto)
 
 
 @dataclass
@@ -95,10 +96,13 @@ class UpResult:
     phases: list[dict] = field(default_factory=list)
     substitutions: list[str] = field(default_factory=list)
     host: dict = field(default_factory=dict)
+    sidecars: list[str] = field(default_factory=list)       # per sidecar: container or process, and why
+    limits: list[str] = field(default_factory=list)         # the compute container's limits: what was enforced
 
     def to_json(self) -> dict:
         return {"pod": self.pod.netns, "vmi": self.vmi, "phases": self.phases,
-                "substitutions": self.substitutions, "host": self.host}
+                "substitutions": self.substitutions, "host": self.host, "sidecars": self.sidecars,
+                "limits": self.limits}
 
 
 # ---- small helpers -----------------------------------------------------------------------------
@@ -220,21 +224,16 @@ def _wait_for_socket(pod: sandbox.Pod, record: procs.ProcessRecord, path: Path, 
         time.sleep(0.005)
 
 
+def _binding_overhead(vmi, config, profile) -> str | None:
+    from netbind.controller import network_memory_overhead
+
+    overhead = network_memory_overhead(vmi, config, profile=profile)
+    return None if overhead.is_zero() else str(overhead)
+
+
 def _tail(log: str | Path, what: str, lines: int = 15) -> str:
     body = procs.log_tail(log, lines)
     return f"--- {what} log ({log}), last lines ---\n{body}"
-
-
-def _dialable(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(0.5)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _host_info(host: hostmod.HostStack, passt_path) -> dict:
@@ -289,14 +288,15 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         images = options.images or ImageMap.load()
         host = hostmod.detect()
         try:
-            resolved = [images.sidecar(c["image"]) for c in sidecar_containers]
+            resolved = sidecarmod.choose_all(sidecar_containers, images, options.sidecars)
             disk_ref = _container_disk(vmi)
             disk = images.disk(disk_ref or "")
+        except sidecarmod.SidecarError as exc:
+            raise UpError(exc.message, phase="images") from None
         except ImageMapError as exc:
             raise UpError(str(exc), phase="images") from None
-        for container, sidecar in zip(sidecar_containers, resolved):
-            substitutions.append(f"{container['name']}: image {sidecar.image} -> {' '.join(sidecar.argv)}"
-                                 f" [{sidecar.source}]")
+        for choice in resolved:
+            progress.note("sidecar", choice.describe())
         from netbind.node import native
         try:
             passt_path = native.select(options.passt)
@@ -381,13 +381,16 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     # -- kubelet: the sidecar containers; virt-launcher's libvirtd starts meanwhile
     records = []
     with clock.phase("sidecars+libvirtd") as info:
-        records = start_sidecars(pod, sidecar_containers, resolved, pod_name, vmi.namespace)
+        records = start_sidecars(pod, resolved, pod_manifest, pod_name, vmi.namespace)
         from netbind.node.native import start_libvirtd
         libvirtd = start_libvirtd(pod, passt_path)
-        info["detail"] = f"{len(records)} sidecar process(es), libvirtd pid {libvirtd.record.pid}"
+        limits = confine_compute(pod, pod_manifest, libvirtd.record.pid, _binding_overhead(vmi, config, profile))
+        for line in limits:
+            clock.progress.note("limits", line)
+        info["detail"] = f"{describe_sidecars(records)}, libvirtd pid {libvirtd.record.pid}"
 
     def sidecar_logs() -> str:
-        return "\n".join(_tail(r.log, r.name) for r in records)
+        return "\n".join(r.log_tail() for r in records)
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
@@ -488,7 +491,9 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
              # what a migration needs to render and wire a target pod like this one
              "manifests": _manifest_documents(manifests), "profile": profile.name,
              "images": dataclasses.asdict(images), "podNetwork": options.pod_network,
-             "nodeIndex": 0, "nodeName": node_name(0), "passt": [_passt_json(n) for n in passt_nics]}
+             "nodeIndex": 0, "nodeName": node_name(0), "passt": [_passt_json(n) for n in passt_nics],
+             "sidecars": [c.describe() for c in resolved], "sidecarsMode": sidecarmod.mode_of(options.sidecars),
+             "limits": limits}
     (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     libvirtd.close()
 
@@ -509,7 +514,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             info["detail"] = ", ".join(leases) or "ready (no addresses)"
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
-    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"])
+    return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"], state["sidecars"], limits)
 
 
 def start_passt(pod: sandbox.Pod, layout, nic, binary: str) -> procs.ProcessRecord:
@@ -621,53 +626,36 @@ def attach_pod_networks(pod: sandbox.Pod, node: sandbox.Node, manifests: Manifes
     return attachments
 
 
-def start_sidecars(pod: sandbox.Pod, containers: Sequence[dict], resolved: Sequence, pod_name: str,
-                   namespace: str) -> list[procs.ProcessRecord]:
-    """The kubelet's part for the hook sidecar containers: one process each, with the container's
-    environment, its own sockets subdirectory and, if mounted, /etc/podinfo."""
-    records = []
-    for container, sidecar in zip(containers, resolved):
-        env = _container_env(container, pod_name, namespace, dict(sidecar.env))
-        podinfo = any(m.get("mountPath") == sandbox.PODINFO_TARGET for m in container.get("volumeMounts", []))
-        spec = pod.process_spec(container["name"], sidecar.argv, env=env, hooks_subdir=container["name"],
-                                podinfo=podinfo)
-        try:
-            records.append(pod.start(spec))
-        except procs.ProcessError as exc:
-            raise UpError(f"sidecar {container['name']} ({sidecar.image}) failed to start",
-                          details=str(exc)) from None
-    return records
-
-
-def await_hook_sockets(pod: sandbox.Pod, records: Sequence[procs.ProcessRecord], timeout: float) -> None:
-    """virt-launcher's collection: every sidecar serves a dialable socket, or the sidecar's log says why not."""
-    def sidecar_logs() -> str:
-        return "\n".join(_tail(r.log, r.name) for r in records)
-
-    deadline = time.monotonic() + timeout
-    while True:
-        for record in records:
-            if not procs.alive(record.pid, record.starttime):
-                raise UpError(f"sidecar {record.name} exited before it served its hook socket",
-                              details=_tail(record.log, record.name))
-        ready = {p.name for p in _hook_sockets(pod.names.hooks_dir) if _dialable(p)}
-        if len(ready) >= len(records):
-            break
-        if time.monotonic() > deadline:
-            raise UpError(f"{len(records) - len(ready)} sidecar(s) did not open a hook socket under"
-                          f" {pod.names.hooks_dir} within {timeout:g} s (virt-launcher: Failed to"
-                          " collect all expected sidecar hook sockets within given timeout)",
-                          details=sidecar_logs())
-        time.sleep(0.005)
-
-
-def _hook_sockets(hooks_dir: Path) -> list[Path]:
-    from netbind.launcher.hooks import discover_sockets
-
+def start_sidecars(pod: sandbox.Pod, choices: Sequence, pod_manifest: dict, pod_name: str,
+                   namespace: str) -> list[sidecarmod.RunningSidecar]:
     try:
-        return discover_sockets(hooks_dir)
-    except OSError:
-        return []
+        return sidecarmod.start(pod, choices, pod_manifest, pod_name, namespace)
+    except sidecarmod.SidecarError as exc:
+        raise UpError(exc.message, details=exc.details) from None
+
+
+def await_hook_sockets(pod: sandbox.Pod, running: Sequence[sidecarmod.RunningSidecar], timeout: float) -> None:
+    try:
+        sidecarmod.await_hook_sockets(pod, running, timeout)
+    except sidecarmod.SidecarError as exc:
+        raise UpError(exc.message, details=exc.details) from None
+
+
+def describe_sidecars(running: Sequence[sidecarmod.RunningSidecar]) -> str:
+    kinds = [r.choice.kind for r in running]
+    return ", ".join(f"{kinds.count(k)} sidecar {k}(s)" for k in ("container", "process") if k in kinds) \
+        or "no sidecars"
+
+
+def confine_compute(pod: sandbox.Pod, pod_manifest: dict, pid: int, overhead: str | None) -> list[str]:
+    """The compute container's resources on libvirtd (and QEMU): what was enforced, and what not."""
+    from netbind.node import cgroups
+
+    compute = next(c for c in pod_manifest["spec"]["containers"] if c["name"] == "compute")
+    report = cgroups.confine(pod.journal, compute.get("resources") or {}, pid, f"netbind-{pod.netns}")
+    if overhead:
+        report.append(f"the compute figures include computeResourceOverhead {overhead} (virt-controller)")
+    return [f"compute (libvirtd + QEMU): {line}" for line in report]
 
 
 # ---- status of a running pod -------------------------------------------------------------------
