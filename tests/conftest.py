@@ -44,3 +44,17 @@ def built_images():
         return {b.name: b for b in images.ensure(all_=True)}
     except (images.ImageBuildError, images.BaseImageError) as exc:
         pytest.fail(f"building the images failed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sidecars_as_processes():
+    """The runtime suites run hook sidecars as host processes, whatever images an earlier test built
+    (the default, auto, would switch on their presence); tests/node/test_up_containers.py runs them
+    as containers explicitly. NETBIND_SIDECARS set by the caller wins."""
+    import os
+
+    before = os.environ.get("NETBIND_SIDECARS")
+    os.environ.setdefault("NETBIND_SIDECARS", "process")
+    yield
+    if before is None:
+        os.environ.pop("NETBIND_SIDECARS", None)
