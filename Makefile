@@ -54,8 +54,10 @@ images: deps venv
 	$$SUDO $(VENV)/bin/netbind image build $(IMAGES)
 
 # The live demo needs root (namespaces, libvirtd, QEMU); the tiny guest is built on first use
-# from Debian packages (apt-get download), then cached under /var/cache/netbind.
-demo: deps venv stack
+# from Debian packages (apt-get download), then cached under /var/cache/netbind. Its passt sidecar
+# runs as a container of the image built from deploy/passt (as a host process if that cannot be).
+demo: IMAGES = passt
+demo: deps venv stack images
 	$(VENV)/bin/netbind explain -f examples/passt/
 	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	$$SUDO $(PY) -c 'from netbind.node.guest import ensure_guest; g = ensure_guest(); print("tiny guest:", g.directory, "(built)" if g.built else "(cached)")' && \

@@ -7,7 +7,8 @@ spawn to its exit, which happens when the guest reports READY (every NIC leased)
 from its JSON output. Floor (host notes R3): the same guest (same kernel, initramfs and memory)
 booted by bare QEMU + passt in a fresh namespace, timed from starting passt to READY on the serial
 console. One warm-up round of each first (libvirt's capability cache, page cache), then --rounds
-alternating rounds; medians. Usage: .venv/bin/python bench/up.py [--rounds 5] [--json]
+alternating rounds; medians. The sidecar runs as a host process (bench/sidecars.py compares it with
+a container). Usage: .venv/bin/python bench/up.py [--rounds 5] [--json]
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ NETBIND = Path(sys.executable).parent / "netbind"
 MEMORY = "977M"  # the example VM's 1024M request, as libvirt gets it
 
 
-def run_up(runtime: Path) -> dict:
-    env = {**os.environ, "NETBIND_RUNTIME_DIR": str(runtime)}
+def run_up(runtime: Path, sidecars: str = "process") -> dict:
+    env = {**os.environ, "NETBIND_RUNTIME_DIR": str(runtime), "NETBIND_SIDECARS": sidecars}
     t0 = time.perf_counter()
     proc = subprocess.run([str(NETBIND), "up", "-f", str(ROOT / "examples" / "passt"), "--wait", "-o", "json"],
                           capture_output=True, text=True, env=env)

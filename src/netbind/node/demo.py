@@ -93,7 +93,7 @@ class _Progress:
         self.out.print(f"[green]✓[/] {name:<18} [cyan]{seconds * 1000:8.1f} ms[/]  {detail}")
 
     def note(self, kind: str, text: str) -> None:
-        self.out.print(f"  {kind}: {text}")
+        self.out.print(f"  {kind}: {text}", markup=False)
 
 
 if __name__ == "__main__":
