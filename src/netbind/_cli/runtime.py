@@ -145,7 +145,8 @@ def status(name, output):
     """The VMI(s) running here; -o json prints the VMI object as `kubectl get vmi -o json` does."""
     from netbind.node import runtime
 
-    vmis = [runtime.current_vmi(pod) for pod in _pods(name)]
+    pods = _pods(name)
+    vmis = [runtime.current_vmi(pod) for pod in pods]
     if output == "json":
         doc = vmis[0] if name and len(vmis) == 1 else {"apiVersion": "v1", "kind": "List", "items": vmis,
                                                        "metadata": {"resourceVersion": ""}}
@@ -156,7 +157,7 @@ def status(name, output):
         return
     console = _console()
     console.print(f"{'NAMESPACE':<12} {'NAME':<28} {'PHASE':<10} {'IP':<16} {'READY':<6} POD", highlight=False)
-    for vmi in vmis:
+    for pod, vmi in zip(pods, vmis):
         st = vmi["status"]
         ip = next((i.get("ipAddress") for i in st.get("interfaces", []) if i.get("ipAddress")), "")
         ready = next((c["status"] for c in st.get("conditions", []) if c["type"] == "Ready"), "False")
@@ -165,6 +166,9 @@ def status(name, output):
                       highlight=False)
         if name:
             _print_interfaces(console, vmi)
+            state = runtime.load_state(pod) or {}
+            for line in [*state.get("sidecars", []), *state.get("limits", [])]:
+                console.print(f"  {line}", highlight=False, markup=False)
 
 
 @click.command()
