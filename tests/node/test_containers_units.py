@@ -113,6 +113,16 @@ def test_cri_log_text_joins_partial_lines_and_drops_the_prefix():
     assert containers.cri_log_text(raw) == "serving\npart one and two\n"
 
 
+def test_log_tail_keeps_a_line_conmon_split_into_a_partial_and_an_empty_final_record(tmp_path):
+    # what conmon wrote for print(..., flush=True) in a failing run, where `podman logs --tail` showed nothing
+    log = tmp_path / "hook-sidecar-0.log"
+    log.write_text("".join(f"2026-12-06T19:04:57.{i:09d}+00:00 stdout F line {i}\n" for i in range(20))
+                   + "2026-12-06T19:04:57.939925023+00:00 stdout P never serving\n"
+                     "2026-12-06T19:04:57.940052121+00:00 stdout F \n")
+    tail = containers.log_tail("unused", log, lines=3)
+    assert tail == "line 18\nline 19\nnever serving"
+
+
 # ---- container or process ----------------------------------------------------------------------
 
 MAP = {"sidecars": {"quay.io/x/sidecar": {"image": "localhost/netbind-passt-sidecar:latest",

@@ -222,12 +222,22 @@ class ContainerRecord:
     image: str
     pid: int           # the container's first process, on the host
     starttime: int
+    log: Path | None = None
 
     def alive(self) -> bool:
         return procs.alive(self.pid, self.starttime)
 
     def logs(self, lines: int = 15) -> str:
-        return _podman.container_logs(self.name, lines)
+        return log_tail(self.name, self.log, lines)
+
+
+def log_tail(name: str, log: Path | None, lines: int = 15) -> str:
+    """The last lines the container wrote. Read from its k8s-file ourselves: podman 4.3's ``logs --tail``
+    drops a line that conmon split into a partial ("P") record and an empty final one."""
+    if log is None or not log.exists():
+        return _podman.container_logs(name, lines)
+    text = cri_log_text(log.read_text(errors="replace"))
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
 def _prepare_mount(mount: Mount, fs_group: int | None) -> None:
@@ -249,7 +259,7 @@ def start(journal, plan: ContainerPlan, timeout: float = 60) -> ContainerRecord:
     entry = journal.intend("container", plan.name, container=plan.container, image=plan.image)
 
     def fail(why: str) -> ContainerError:
-        logs = _podman.container_logs(plan.name) if _podman.container_state(plan.name) else ""
+        logs = log_tail(plan.name, plan.log) if _podman.container_state(plan.name) else ""
         journal.undo(since=journal.entries.index(entry))
         return ContainerError(f"container {plan.container} (image {plan.image}) {why}"
                               + (f"\n--- {plan.container} log ---\n{logs}" if logs and logs != "(no output)" else ""))
@@ -263,7 +273,7 @@ def start(journal, plan: ContainerPlan, timeout: float = 60) -> ContainerRecord:
     starttime = procs._starttime(pid) if pid else None
     if not state.get("Running") or starttime is None:
         raise fail(f"exited at once (exit code {state.get('ExitCode', '?')})")
-    record = ContainerRecord(plan.name, plan.container, plan.image, pid, starttime)
+    record = ContainerRecord(plan.name, plan.container, plan.image, pid, starttime, plan.log)
     journal.created(entry, pid=pid, starttime=starttime, id=state.get("Id", ""))
     return record
 
