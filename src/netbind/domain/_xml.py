@@ -60,11 +60,9 @@ def _rank(order: tuple[str, ...], tag: str) -> int:
 def _insert_ordered(parent: etree._Element, child: etree._Element, order: tuple[str, ...]) -> None:
     """Insert ``child`` after the last element child that sorts before or with it in ``order``."""
     rank = _rank(order, child.tag)
-    anchor = None
-    for existing in parent.iterchildren(reversed=True):  # the last match is the first from the end
-        if isinstance(existing.tag, str) and _rank(order, existing.tag) <= rank:
-            anchor = existing
-            break
+    # the last match is the first from the end; lxml filters by tag in C (a domain has many devices)
+    tags = order[:rank + 1] if rank < len(order) else (etree.Element,)
+    anchor = next(parent.iterchildren(*tags, reversed=True), None)
     indent = parent.text if parent.text is not None and parent.text.strip() == "" and len(parent) else None
     if anchor is None:
         parent.insert(0, child)

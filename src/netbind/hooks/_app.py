@@ -124,10 +124,6 @@ class App:
                     domain = Domain.parse(domain_xml, max_bytes=self.max_domain_bytes)
                 except DomainXMLError as exc:
                     raise InvalidInput(str(exc)) from None
-                if self.audit.mode != "off":
-                    # the input as our serializer writes it: the audit then reports what the
-                    # handler changed, not how lxml re-spells KubeVirt's XML (<a></a> -> <a/>)
-                    before = domain.to_bytes()
                 result = self._define(domain, ctx)
                 if result is None:
                     result = domain
@@ -138,8 +134,10 @@ class App:
         except BaseException as exc:
             self._audit_error(ON_DEFINE_DOMAIN, version, ctx, started, exc)
             raise
+        # the audit compares the input as our serializer writes it, on its own thread
         self.audit.call(ON_DEFINE_DOMAIN, version=version, vmi=ctx.vmi_name,
-                        duration_s=time.perf_counter() - started, before=before, after=out)
+                        duration_s=time.perf_counter() - started, before=before, after=out,
+                        reserialize_before=self._define is not None)
         return out
 
     def cloud_init(self, cloud_init_data: bytes, vmi_json: bytes, version: str = "v1alpha3") -> bytes:

@@ -76,6 +76,12 @@ def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: st
     return _HUNK_HEADER.sub(shift, body)
 
 
+def _reserialized(xml: bytes) -> bytes:
+    from netbind.domain import Domain
+
+    return Domain.parse(xml, max_bytes=len(xml) + 1).to_bytes()
+
+
 def xml_diff(before: bytes, after: bytes) -> str:
     """Unified diff of two serializations of a domain, line by line as written (KubeVirt indents
     its XML, and the domain helpers indent what they add); compact XML is pretty-printed first."""
@@ -117,8 +123,11 @@ class AuditLog:
 
     def call(self, hook: str, *, version: str, vmi: str | None, duration_s: float,
              before: bytes | None = None, after: bytes | None = None,
-             error: str | None = None, code: str | None = None) -> None:
-        """``before`` is the input as the domain serializer writes it, ``after`` the output."""
+             error: str | None = None, code: str | None = None, reserialize_before: bool = False) -> None:
+        """``before`` is the input, ``after`` the output; with ``reserialize_before`` the input is
+        compared as the domain serializer writes it (parsed and written again on the writer's
+        thread, off the reply path), so the record shows what a handler changed, not how lxml
+        re-spells KubeVirt's XML (<a></a> -> <a/>)."""
         if self.mode == "off":
             return
         fields: dict[str, Any] = {"hook": hook, "version": version, "vmi": vmi,
@@ -129,10 +138,7 @@ class AuditLog:
         else:
             fields["status"] = "ok"
             if before is not None and after is not None:
-                changed = before != after
-                fields["changed"] = changed
-                if changed and self.mode == "diff":
-                    pair = (before, after)
+                pair = (before, after, reserialize_before)
         self._submit((time.time(), "call", fields, pair))
 
     # -- writing --------------------------------------------------------------------------------
@@ -149,8 +155,13 @@ class AuditLog:
                   "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
         if pair is not None:
+            before, after, reserialize = pair
             try:
-                record["diff"] = xml_diff(*pair)
+                if reserialize:
+                    before = _reserialized(before)
+                record["changed"] = before != after
+                if record["changed"] and self.mode == "diff":
+                    record["diff"] = xml_diff(before, after)
             except Exception as exc:  # keep the record; say why the diff is missing
                 record["diff_error"] = f"{type(exc).__name__}: {exc}"
         stream = self.stream or sys.stderr

@@ -1,4 +1,5 @@
-"""gRPC transport of a sidecar: Info + Callbacks v1alpha1/2/3 on a unix socket (imports grpc)."""
+"""A sidecar's serving: Info + Callbacks v1alpha1/2/3 on a unix socket, over :mod:`._grpc` (h2)
+with the messages encoded by :mod:`._wire` (no grpcio or protobuf in the sidecar process)."""
 from __future__ import annotations
 
 import json
@@ -7,71 +8,74 @@ import signal
 import socket
 import stat
 import threading
-from concurrent import futures
 from pathlib import Path
 
-import grpc
-
+from netbind.hooks import _grpc, _wire
 from netbind.hooks._app import App, HookError, InvalidInput, describe_error
-from netbind.hooks.proto import (
-    api_info_pb2,
-    api_info_pb2_grpc,
-    api_v1alpha1_pb2,
-    api_v1alpha1_pb2_grpc,
-    api_v1alpha2_pb2,
-    api_v1alpha2_pb2_grpc,
-    api_v1alpha3_pb2,
-    api_v1alpha3_pb2_grpc,
-)
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+INFO_PATH = "/kubevirt.hooks.info.Info/Info"
 
 
 class SocketError(RuntimeError):
     """The socket path cannot be served (too long, in use, or not a socket)."""
 
 
-def _abort(context: grpc.ServicerContext, exc: BaseException):
-    code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(exc, InvalidInput) else grpc.StatusCode.UNKNOWN
-    context.abort(code, describe_error(exc))
+def _status(exc: BaseException) -> _grpc.Status:
+    code = _grpc.INVALID_ARGUMENT if isinstance(exc, InvalidInput) else _grpc.UNKNOWN
+    return _grpc.Status(code, describe_error(exc))
 
 
-class _InfoServicer(api_info_pb2_grpc.InfoServicer):
-    def __init__(self, app: App):
-        self._result = api_info_pb2.InfoResult(
-            name=app.name, versions=list(app.versions),
-            hookPoints=[api_info_pb2.HookPoint(name=p, priority=0) for p in app.hook_points])
-
-    def Info(self, request, context):
-        return self._result
+def _decoded(decode, request: bytes):
+    try:
+        return decode(request)
+    except _wire.DecodeError as exc:  # grpc-go: codes.Internal for a request that does not unmarshal
+        raise _grpc.Status(_grpc.INTERNAL, f"grpc: error unmarshalling request: {exc}") from None
 
 
-def _callbacks_servicer(server: "SidecarServer", version: str, pb2):
+def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
     app = server.app
+    info = _wire.encode_info_result(app.name, [(p, 0) for p in app.hook_points], app.versions)
 
-    class Callbacks:
-        def OnDefineDomain(self, request, context):
+    def answer_info(request: bytes) -> bytes:
+        _decoded(_wire.check_message, request)
+        return info
+
+    methods = {INFO_PATH: _grpc.Method(answer_info, inline=True)}
+    for version in ("v1alpha1", "v1alpha2", "v1alpha3"):
+        service = f"/kubevirt.hooks.{version}.Callbacks/"
+
+        def on_define_domain(request: bytes, version=version) -> bytes:
+            domain_xml, vmi = _decoded(_wire.decode_on_define_domain_params, request)
             try:
-                out = app.define_domain(request.domainXML, request.vmi, version)
+                return _wire.encode_on_define_domain_result(app.define_domain(domain_xml, vmi, version))
             except Exception as exc:
-                _abort(context, exc)
-            return pb2.OnDefineDomainResult(domainXML=out)
+                raise _status(exc) from None
 
-        def PreCloudInitIso(self, request, context):
+        methods[service + "OnDefineDomain"] = _grpc.Method(on_define_domain)
+        if version == "v1alpha1":
+            continue
+
+        def pre_cloud_init_iso(request: bytes, version=version) -> bytes:
+            data, vmi, _legacy = _decoded(_wire.decode_pre_cloud_init_iso_params, request)
             try:
-                out = app.cloud_init(request.cloudInitData, request.vmi, version)
+                out = app.cloud_init(data, vmi, version)
             except Exception as exc:
-                _abort(context, exc)
-            return pb2.PreCloudInitIsoResult(cloudInitData=out, cloudInitNoCloudSource=_legacy_source(out))
+                raise _status(exc) from None
+            return _wire.encode_pre_cloud_init_iso_result(out, _legacy_source(out))
 
-        def Shutdown(self, request, context):
-            app.audit.event("shutdown-requested", via="Shutdown RPC")
-            # reply first, then stop: the stop waits for in-flight RPCs including this one
-            context.add_callback(lambda: server.request_stop("Shutdown RPC"))
-            return pb2.ShutdownResult()
+        methods[service + "PreCloudInitIso"] = _grpc.Method(pre_cloud_init_iso)
+        if version == "v1alpha3":
+            def shutdown(request: bytes) -> bytes:
+                _decoded(_wire.check_message, request)
+                app.audit.event("shutdown-requested", via="Shutdown RPC")
+                return b""
 
-    return Callbacks()
+            # reply first, then stop: the stop lets the reply (and any call in flight) finish
+            methods[service + "Shutdown"] = _grpc.Method(
+                shutdown, inline=True, after_reply=lambda: server.request_stop("Shutdown RPC"))
+    return methods
 
 
 def _legacy_source(cloud_init_data: bytes) -> bytes:
@@ -116,7 +120,7 @@ def _check_socket_path(path: Path, app: App) -> None:
 
 
 class SidecarServer:
-    """A running sidecar: gRPC server bound to ``socket_path``."""
+    """A running sidecar: the gRPC server bound to ``socket_path``."""
 
     def __init__(self, app: App, socket_path: Path, *, max_workers: int = 2):
         self.app = app
@@ -125,28 +129,14 @@ class SidecarServer:
         self.started = False
         self._stop_lock = threading.Lock()
         self._stopping = False
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="netbind-hook"),
-            options=[("grpc.so_reuseport", 0)])
-        api_info_pb2_grpc.add_InfoServicer_to_server(_InfoServicer(app), self._server)
-        api_v1alpha1_pb2_grpc.add_CallbacksServicer_to_server(
-            _callbacks_servicer(self, "v1alpha1", api_v1alpha1_pb2), self._server)
-        api_v1alpha2_pb2_grpc.add_CallbacksServicer_to_server(
-            _callbacks_servicer(self, "v1alpha2", api_v1alpha2_pb2), self._server)
-        api_v1alpha3_pb2_grpc.add_CallbacksServicer_to_server(
-            _callbacks_servicer(self, "v1alpha3", api_v1alpha3_pb2), self._server)
+        self._server = _grpc.UnaryServer(_methods(self), workers=max_workers)
 
     def start(self) -> "SidecarServer":
         _check_socket_path(self.socket_path, self.app)
         try:
-            bound = self._server.add_insecure_port(f"unix:{self.socket_path}")
-        except RuntimeError as exc:
-            bound = 0
-            reason = str(exc)
-        else:
-            reason = "bind failed"
-        if not bound:
-            raise SocketError(f"cannot listen on {self.socket_path}: {reason}")
+            self._server.bind(str(self.socket_path))
+        except OSError as exc:
+            raise SocketError(f"cannot listen on {self.socket_path}: {exc.strerror or exc}") from None
         self._server.start()
         self.app.audit.start_background()  # diffs and writes happen after the reply has gone out
         self.app.audit.event("serving", socket=str(self.socket_path), binding=self.app.binding,
@@ -163,7 +153,7 @@ class SidecarServer:
             if self._stopping:
                 return
             self._stopping = True
-        self._server.stop(grace).wait()
+        self._server.stop(grace)
         try:
             self.socket_path.unlink()
         except FileNotFoundError:

@@ -31,9 +31,10 @@ from netbind.node import paths
 INPUTS_LABEL = _base.INPUTS_LABEL
 # What the sidecar images import at run time (netbind itself goes in with --no-deps: the node
 # runtime's libvirt-python and the CLI's packages have no place in a sidecar).
-SIDECAR_REQUIREMENTS = ("grpcio", "typing-extensions", "protobuf", "lxml")
+SIDECAR_REQUIREMENTS = ("h2", "hpack", "hyperframe", "lxml")   # the hook server is h2; no grpcio/protobuf
 # The bridge sidecar's DHCP server validates its configuration with pydantic.
-BRIDGE_REQUIREMENTS = (*SIDECAR_REQUIREMENTS, "pydantic", "pydantic-core", "annotated-types", "typing-inspection")
+BRIDGE_REQUIREMENTS = (*SIDECAR_REQUIREMENTS, "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
+                       "typing-extensions")
 # What freezes the CNI plugins (build stage only; nothing of it reaches the node). Pinned here: the
 # test environment does not run PyInstaller, so its versions cannot be the pins.
 CNI_BUILD_REQUIREMENTS = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.10", "altgraph==0.17.5",

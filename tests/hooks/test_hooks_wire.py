@@ -1,0 +1,77 @@
+"""The hand-written wire codec against the generated protobuf code (the oracle), both directions."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netbind.hooks import _wire
+from netbind.hooks.proto import api_info_pb2, api_v1alpha2_pb2, api_v1alpha3_pb2
+
+blobs = st.binary(max_size=300)
+names = st.text(max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=names, points=st.lists(st.tuples(names, st.integers(-2**31, 2**31 - 1)), max_size=4),
+       versions=st.lists(names, max_size=4))
+def test_info_result_is_byte_identical_to_protobuf(name, points, versions):
+    oracle = api_info_pb2.InfoResult(name=name, versions=versions,
+                                     hookPoints=[api_info_pb2.HookPoint(name=n, priority=p) for n, p in points])
+    assert _wire.encode_info_result(name, points, versions) == oracle.SerializeToString()
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=blobs, cloud=blobs, source=blobs)
+def test_results_are_byte_identical_to_protobuf(domain, cloud, source):
+    assert _wire.encode_on_define_domain_result(domain) == \
+        api_v1alpha3_pb2.OnDefineDomainResult(domainXML=domain).SerializeToString()
+    assert _wire.encode_pre_cloud_init_iso_result(cloud, source) == api_v1alpha2_pb2.PreCloudInitIsoResult(
+        cloudInitData=cloud, cloudInitNoCloudSource=source).SerializeToString()
+
+
+# unknown fields of every wire type a proto3 peer may send: varint, fixed64, length, fixed32
+unknown_fields = st.lists(st.sampled_from([
+    b"\x18\x96\x01", b"\x21" + bytes(8), b"\x7a\x03abc", b"\x2d" + bytes(4), b"\x80\x01\x01",
+]), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=blobs, vmi=blobs, extra=unknown_fields, repeat=st.booleans())
+def test_params_decode_like_protobuf_with_unknown_and_repeated_fields(domain, vmi, extra, repeat):
+    wire = api_v1alpha3_pb2.OnDefineDomainParams(domainXML=domain, vmi=vmi).SerializeToString()
+    if repeat:  # a singular field sent twice: the last one wins
+        wire = api_v1alpha3_pb2.OnDefineDomainParams(domainXML=b"first").SerializeToString() + wire
+    wire = b"".join(extra) + wire
+    oracle = api_v1alpha3_pb2.OnDefineDomainParams.FromString(wire)
+    assert _wire.decode_on_define_domain_params(wire) == (oracle.domainXML, oracle.vmi)
+
+    cloud = api_v1alpha3_pb2.PreCloudInitIsoParams(cloudInitData=domain, vmi=vmi,
+                                                   cloudInitNoCloudSource=b"src").SerializeToString()
+    oracle = api_v1alpha3_pb2.PreCloudInitIsoParams.FromString(cloud)
+    assert _wire.decode_pre_cloud_init_iso_params(b"".join(extra) + cloud) == \
+        (oracle.cloudInitData, oracle.vmi, oracle.cloudInitNoCloudSource)
+
+
+@pytest.mark.parametrize("wire, why", [
+    (b"\x0a\x05abc", "runs past the end"),
+    (b"\x0a", "truncated varint"),
+    (b"\x08" + b"\xff" * 11, "longer than 10 bytes"),
+    (b"\x0b", "unsupported wire type 3"),
+    (b"\x02\x00", "field number 0"),
+    (b"\x09\x00\x00", "truncated message"),
+])
+def test_malformed_messages_are_refused_as_protobuf_refuses_them(wire, why):
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(_wire.DecodeError, match=why):
+        _wire.decode_on_define_domain_params(wire)
+    with pytest.raises(DecodeError):
+        api_v1alpha3_pb2.OnDefineDomainParams.FromString(wire)
+
+
+def test_empty_messages_and_defaults():
+    assert _wire.decode_on_define_domain_params(b"") == (b"", b"")
+    assert _wire.encode_on_define_domain_result(b"") == b""
+    _wire.check_message(b"")
+    _wire.check_message(b"\x08\x01")  # InfoParams with an unknown field is still an InfoParams
