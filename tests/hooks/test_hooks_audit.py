@@ -5,6 +5,7 @@ import difflib
 import io
 import json
 import re
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from netbind.domain import Domain
-from netbind.hooks._audit import AuditLog, unified_diff, xml_diff
+from netbind.hooks._audit import MAX_PENDING_DIFFS, AuditLog, unified_diff, xml_diff
 
 ORACLE = Path(__file__).resolve().parents[3] / "shared" / "oracle" / "passt-sidecar"
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@$")
@@ -107,16 +108,48 @@ def test_background_writer_keeps_order_and_writes_everything_on_close():
     log = AuditLog("diff", stream=io.StringIO(), sidecar="s")
     log.start_background()
     doc = b"<domain>\n  <name>vm</name>\n</domain>"
-    for i in range(50):
+    n = MAX_PENDING_DIFFS   # all within the backlog bound: every record keeps its diff
+    for i in range(n):
         log.call("OnDefineDomain", version="v1alpha3", vmi=f"ns/vm{i}", duration_s=0.0, before=doc,
                  after=doc.replace(b"vm", f"vm{i}".encode()))
         log.event("tick", n=i)
     log.close()
     records = [json.loads(line) for line in log.stream.getvalue().splitlines()]
-    assert [r.get("vmi") or r["n"] for r in records] == [x for i in range(50) for x in (f"ns/vm{i}", i)]
-    assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in zip(range(50), records[::2]))
+    assert [r.get("vmi") or r["n"] for r in records] == [x for i in range(n) for x in (f"ns/vm{i}", i)]
+    assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in zip(range(n), records[::2]))
     log.event("after-close")  # written at once again
     assert json.loads(log.stream.getvalue().splitlines()[-1])["event"] == "after-close"
+
+
+class _BlockedStream(io.StringIO):
+    """A stderr the writer thread cannot write to until released (a stuck log pipe)."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text):
+        assert self.release.wait(10)
+        return super().write(text)
+
+
+def test_a_writer_that_falls_behind_bounds_memory_and_still_writes_every_record():
+    stream = _BlockedStream()
+    log = AuditLog("diff", stream=stream, sidecar="s")
+    log.start_background()
+    doc = b"<domain>\n  <name>vm</name>\n</domain>"
+    calls = MAX_PENDING_DIFFS * 3
+    for i in range(calls):
+        log.call("OnDefineDomain", version="v1alpha3", vmi=f"ns/vm{i}", duration_s=0.0, before=doc,
+                 after=doc.replace(b"vm", f"vm{i}".encode()))
+    stream.release.set()
+    log.close()
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["vmi"] for r in records] == [f"ns/vm{i}" for i in range(calls)]
+    with_diff = [r for r in records if "diff" in r]
+    # the bound, plus the one the writer may have taken before it blocked on the stream
+    assert MAX_PENDING_DIFFS <= len(with_diff) <= MAX_PENDING_DIFFS + 1 < calls
+    assert all(r["diff_skipped"] == "audit backlog" for r in records if "diff" not in r)
 
 
 SIDECAR_SCRIPT = """

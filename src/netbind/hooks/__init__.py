@@ -17,7 +17,7 @@
 The SDK serves ``Info`` and the ``Callbacks`` of hook API v1alpha1, v1alpha2 and v1alpha3 from the
 same handlers, gives them a lossless :class:`~netbind.domain.Domain`, maps errors to gRPC status
 codes, logs an audit line (JSON, stderr) with a diff per call, and exits on ``Shutdown``/SIGTERM.
-Importing this package does not import grpc; serving does.
+Serving uses h2 and hand-coded hook messages: neither grpcio nor protobuf is loaded.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from typing import IO, Any
 from lxml import etree
 
 AUDIT_MODES = ("diff", "summary", "off")
+# Calls whose comparison waits for the writer thread; beyond this a record goes without its diff.
+MAX_PENDING_DIFFS = 32
 _PRETTY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 # A changed line longer than this means compact XML: the diff is then taken of a pretty-printed copy.
 _MAX_DIFF_LINE = 240
@@ -114,6 +116,7 @@ class AuditLog:
         self._queue: queue.Queue | None = None
         self._writer: threading.Thread | None = None
         self._atexit = False
+        self._pending_diffs = 0
 
     # -- logging --------------------------------------------------------------------------------
     def event(self, event: str, **fields: Any) -> None:
@@ -138,7 +141,14 @@ class AuditLog:
         else:
             fields["status"] = "ok"
             if before is not None and after is not None:
-                pair = (before, after, reserialize_before)
+                with self._lock:
+                    backlog = self._queue is not None and self._pending_diffs >= MAX_PENDING_DIFFS
+                    if not backlog:
+                        self._pending_diffs += 1
+                if backlog:
+                    fields["diff_skipped"] = "audit backlog"   # memory stays bounded under a flood of calls
+                else:
+                    pair = (before, after, reserialize_before)
         self._submit((time.time(), "call", fields, pair))
 
     # -- writing --------------------------------------------------------------------------------
@@ -155,6 +165,8 @@ class AuditLog:
                   "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
         if pair is not None:
+            with self._lock:
+                self._pending_diffs -= 1
             before, after, reserialize = pair
             try:
                 if reserialize:

@@ -39,6 +39,13 @@ _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b
 _RESPONSE_HEADERS = ((b":status", b"200"), (b"content-type", b"application/grpc"))
 
 
+class _H2Connection(h2.connection.H2Connection):
+    # h2 remembers how each closed stream ended, up to 65,536 of them per connection: on a kept
+    # connection that is megabytes. A unary server needs only the last few (late frames of a call
+    # it has just answered or reset).
+    MAX_CLOSED_STREAMS = 256
+
+
 class Status(Exception):
     """Raise from a handler to end the call with this gRPC status code and message."""
 
@@ -90,7 +97,7 @@ class _Connection:
         self.server = server
         self.sock = sock
         # our outbound headers are constants: validating and normalizing them per call is waste
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+        self.h2 = _H2Connection(h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=True,
             validate_outbound_headers=False, normalize_outbound_headers=False))
         # Huffman-coding them costs more time than the bytes it saves on a unix socket
