@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from netbind.domain import canonical
+from netbind.hooks._app import PLUGIN_SOCKET_ENV
 from netbind.launcher.hooks import HookClientError, HookManager, query_info
+from netbind.launcher.plugins import PluginHookError, mutate_domain
 from netbind.testing.hooks import SidecarProcess, short_tempdir
 
 ORACLE = Path(__file__).resolve().parents[3] / "shared" / "oracle"
@@ -33,7 +35,9 @@ def passt_sidecars():
     try:
         for binding in {_load(p)["sidecar_env"].get("NETWORK_BINDING_PLUGIN_NAME") for p in _cases("passt-sidecar")}:
             subdir = root / (binding or "default")
+            # the same process serves the Plugin API too, on a socket outside the hooks directory
             env = {"NETWORK_BINDING_PLUGIN_NAME": binding} if binding else {}
+            env[PLUGIN_SOCKET_ENV] = str(root / f"plugin-{binding or 'default'}" / "hook.sock")
             proc = SidecarProcess(SIDECAR, subdir / "passt.sock", env=env)
             if not binding:  # no env: the process picks its default socket name; use --socket anyway
                 proc.env.pop("NETWORK_BINDING_PLUGIN_NAME", None)
@@ -64,6 +68,29 @@ def test_passt_sidecar_vector(case, passt_sidecars):
             assert str(err.value) == vector["error"]
     # the sidecar stays up after errors: the same process answers the next call
     assert query_info(sockets_dir / "passt.sock")["name"] == "network-passt-binding"
+
+
+@pytest.mark.parametrize("context", ["Boot", "MigrationTarget"])
+@pytest.mark.parametrize("case", _cases("passt-sidecar"), ids=lambda p: p.stem)
+def test_passt_sidecar_vector_through_the_plugin_api(case, context, passt_sidecars):
+    """MutateDomain (KubeVirt's Plugin API) answers with the very bytes OnDefineDomain does, from
+    the same handler in the same process; errors carry the same status and message."""
+    vector = _load(case)
+    sockets_dir = passt_sidecars[vector["sidecar_env"].get("NETWORK_BINDING_PLUGIN_NAME")]
+    plugin_socket = sockets_dir.parent / f"plugin-{sockets_dir.name}" / "hook.sock"
+    domain, vmi = vector["input_domain_xml"].encode(), vector["input_vmi_json"].encode()
+    if vector["error"] is None:
+        with HookManager(sockets_dir) as manager:
+            manager.collect(1, timeout=5)
+            legacy = manager.on_define_domain(domain, vmi)
+        assert mutate_domain(plugin_socket, "passt-plugin", domain, vmi, context) == legacy
+        assert canonical(legacy) == canonical(vector["output_domain_xml"])
+    else:
+        code_and_desc = vector["error"].removeprefix("rpc error: code = ")
+        code, desc = code_and_desc.split(" desc = ", 1)
+        with pytest.raises(PluginHookError) as err:
+            mutate_domain(plugin_socket, "passt-plugin", domain, vmi, context)
+        assert str(err.value) == f"MutateDomain RPC to passt-plugin failed with {code}: {desc}"
 
 
 def _sidecar_env(description: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netbind.hooks import _wire
-from netbind.hooks.proto import api_info_pb2, api_v1alpha2_pb2, api_v1alpha3_pb2
+from netbind.hooks.proto import api_info_pb2, api_plugins_v1alpha1_pb2, api_v1alpha2_pb2, api_v1alpha3_pb2
 
 blobs = st.binary(max_size=300)
 names = st.text(max_size=40)
@@ -75,3 +75,38 @@ def test_empty_messages_and_defaults():
     assert _wire.encode_on_define_domain_result(b"") == b""
     _wire.check_message(b"")
     _wire.check_message(b"\x08\x01")  # InfoParams with an unknown field is still an InfoParams
+
+
+# ---- the Plugin API's MutateDomain -------------------------------------------------------------
+
+contexts = st.sampled_from(["", "Boot", "MigrationSource", "MigrationTarget"]) | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.text(max_size=10), domain=blobs, vmi=blobs, context=contexts | st.none(),
+       extra=unknown_fields, split=st.booleans())
+def test_mutate_domain_request_decodes_like_protobuf(kind, domain, vmi, context, extra, split):
+    oracle_message = api_plugins_v1alpha1_pb2.MutateDomainRequest(domain_type=kind, domain=domain, vmi=vmi)
+    if context is not None:
+        oracle_message.sidecar_context.invocation_context = context
+    wire = oracle_message.SerializeToString()
+    assert _wire.encode_mutate_domain_request(kind, domain, vmi, context) == wire
+    if split and context:  # the embedded message sent twice: protobuf merges the occurrences
+        wire += api_plugins_v1alpha1_pb2.MutateDomainRequest(
+            sidecar_context=api_plugins_v1alpha1_pb2.SidecarContext()).SerializeToString()
+    wire = b"".join(extra) + wire
+    oracle = api_plugins_v1alpha1_pb2.MutateDomainRequest.FromString(wire)
+    assert _wire.decode_mutate_domain_request(wire) == (
+        oracle.domain_type, oracle.domain, oracle.vmi, oracle.sidecar_context.invocation_context)
+
+
+@settings(max_examples=200, deadline=None)
+@given(domain=blobs)
+def test_mutate_domain_response_is_byte_identical_to_protobuf(domain):
+    assert _wire.encode_mutate_domain_response(domain) == \
+        api_plugins_v1alpha1_pb2.MutateDomainResponse(domain=domain).SerializeToString()
+
+
+def test_mutate_domain_request_with_invalid_utf8_in_a_string_is_refused():
+    with pytest.raises(_wire.DecodeError, match="UTF-8"):
+        _wire.decode_mutate_domain_request(b"\x0a\x01\xff")

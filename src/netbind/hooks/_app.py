@@ -16,6 +16,10 @@ HOOKS_DIR = Path("/var/run/kubevirt-hooks")
 ON_DEFINE_DOMAIN = "OnDefineDomain"
 PRE_CLOUD_INIT_ISO = "PreCloudInitIso"
 SHUTDOWN = "Shutdown"
+MUTATE_DOMAIN = "MutateDomain"  # the Plugin API's hook (kubevirt.hooks.plugins.v1alpha1)
+PLUGIN_API_VERSION = "v1alpha1"
+INVOCATION_CONTEXTS = ("Boot", "MigrationSource", "MigrationTarget")
+PLUGIN_SOCKET_ENV = "NETBIND_PLUGIN_SOCKET"  # where the Plugin API is served, when no flag says
 VERSIONS = ("v1alpha3", "v1alpha2", "v1alpha1")  # preference order, newest first
 
 DefineDomainHandler = Callable[[Domain, HookContext], "Domain | None"]
@@ -104,21 +108,25 @@ class App:
         return HOOKS_DIR / f"{base}.sock"
 
     # -- calls (transport-independent; the gRPC layer maps the exceptions) -----------------------
-    def _context(self, hook: str, version: str, vmi_raw: bytes) -> HookContext:
+    def _context(self, hook: str, version: str, vmi_raw: bytes, invocation_context: str | None = None
+                 ) -> HookContext:
         try:
             vmi = decode_vmi(vmi_raw)
         except VMIDecodeError as exc:
             raise HookError(f"failed to unmarshal VMI: {exc}") from None
         return HookContext(hook=hook, version=version, binding=self.binding, vmi_json=vmi,
-                           network_info_path=self.network_info_path)
+                           network_info_path=self.network_info_path, invocation_context=invocation_context)
 
-    def define_domain(self, domain_xml: bytes, vmi_json: bytes, version: str = "v1alpha3") -> bytes:
-        """Run the OnDefineDomain handler on raw request bytes; returns the new domain XML."""
+    def define_domain(self, domain_xml: bytes, vmi_json: bytes, version: str = "v1alpha3", *,
+                      invocation_context: str | None = None) -> bytes:
+        """Run the OnDefineDomain handler on raw request bytes; returns the new domain XML.
+        With ``invocation_context`` it is the Plugin API's MutateDomain (the same handler)."""
         started = time.perf_counter()
         ctx: HookContext | None = None
         before = out = bytes(domain_xml)
+        hook = ON_DEFINE_DOMAIN if invocation_context is None else MUTATE_DOMAIN
         try:
-            ctx = self._context(ON_DEFINE_DOMAIN, version, vmi_json)
+            ctx = self._context(hook, version, vmi_json, invocation_context)
             if self._define is not None:
                 try:
                     domain = Domain.parse(domain_xml, max_bytes=self.max_domain_bytes)
@@ -132,10 +140,10 @@ class App:
                                     "expected a Domain or None")
                 out = result.to_bytes()
         except BaseException as exc:
-            self._audit_error(ON_DEFINE_DOMAIN, version, ctx, started, exc)
+            self._audit_error(hook, version, ctx, started, exc)
             raise
         # the audit compares the input as our serializer writes it, on its own thread
-        self.audit.call(ON_DEFINE_DOMAIN, version=version, vmi=ctx.vmi_name,
+        self.audit.call(hook, version=version, vmi=ctx.vmi_name,
                         duration_s=time.perf_counter() - started, before=before, after=out,
                         reserialize_before=self._define is not None)
         return out
@@ -180,17 +188,45 @@ class App:
             self.audit.event("handler-crashed", hook=hook, **extra)
 
     # -- serving --------------------------------------------------------------------------------
-    def serve(self, socket_path: str | os.PathLike | None = None, *, max_workers: int = 2):
-        """Start serving on ``socket_path`` in background threads; returns a :class:`SidecarServer`."""
-        from netbind.hooks._server import SidecarServer  # grpc is imported only here
+    def sockets(self, socket_path: str | os.PathLike | None = None,
+                plugin_socket: str | os.PathLike | None = None) -> tuple[Path | None, Path | None]:
+        """Where to serve: the hook API's socket (``socket_path`` or the default) and the Plugin
+        API's (``plugin_socket`` or ``$NETBIND_PLUGIN_SOCKET``, e.g.
+        ``/var/run/kubevirt-plugin/<plugin>/hook.sock`` as the Plugin's ``socketPath`` names it).
+        With only a Plugin API socket given, no hook API socket is served: a sidecar injected for
+        a Plugin has no ``/var/run/kubevirt-hooks`` mount."""
+        plugin = plugin_socket or os.environ.get(PLUGIN_SOCKET_ENV) or None
+        hooks = Path(socket_path) if socket_path else (None if plugin else self.default_socket_path())
+        return hooks, Path(plugin) if plugin else None
 
-        server = SidecarServer(self, Path(socket_path) if socket_path else self.default_socket_path(),
-                               max_workers=max_workers)
+    def serve(self, socket_path: str | os.PathLike | None = None, *, plugin_socket: str | os.PathLike | None = None,
+              max_workers: int = 2):
+        """Start serving in background threads (sockets as :meth:`sockets` chooses); returns a
+        :class:`SidecarServer`."""
+        from netbind.hooks._server import SidecarServer
+
+        hooks, plugin = self.sockets(socket_path, plugin_socket)
+        server = SidecarServer(self, hooks, plugin_socket=plugin, max_workers=max_workers)
         server.start()
         return server
 
-    def run(self, socket_path: str | os.PathLike | None = None) -> int:
+    def run(self, socket_path: str | os.PathLike | None = None, *,
+            plugin_socket: str | os.PathLike | None = None) -> int:
         """Serve until a Shutdown RPC or SIGTERM/SIGINT/SIGHUP/SIGQUIT; returns the exit code."""
         from netbind.hooks._server import run_until_stopped
 
-        return run_until_stopped(self, Path(socket_path) if socket_path else self.default_socket_path())
+        return run_until_stopped(self, *self.sockets(socket_path, plugin_socket))
+
+    def main(self, argv: list[str] | None = None, *, prog: str | None = None, description: str | None = None) -> int:
+        """A sidecar's command line: ``--socket PATH`` (hook API) and ``--plugin-socket PATH``
+        (Plugin API; ``$NETBIND_PLUGIN_SOCKET``); both may be given. Returns the exit code."""
+        import argparse
+
+        parser = argparse.ArgumentParser(prog=prog, description=description)
+        parser.add_argument("--socket", help="hook API socket (default: /var/run/kubevirt-hooks/"
+                            f"$NETWORK_BINDING_PLUGIN_NAME.sock, {self.default_socket_path().name} if unset;"
+                            " none when only a Plugin API socket is given)")
+        parser.add_argument("--plugin-socket", help="Plugin API (MutateDomain) socket, as the Plugin's"
+                            f" domainHooks[].sidecar.socketPath names it (default: ${PLUGIN_SOCKET_ENV})")
+        args = parser.parse_args(argv)
+        return self.run(args.socket, plugin_socket=args.plugin_socket)

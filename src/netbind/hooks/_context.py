@@ -29,15 +29,19 @@ class HookContext:
     """What a handler knows about the call besides the domain: binding, VMI, pod facts."""
 
     def __init__(self, *, hook: str, version: str, binding: str, vmi_json: dict,
-                 network_info_path: Path = NETWORK_INFO_PATH):
-        self.hook = hook  # "OnDefineDomain" | "PreCloudInitIso"
-        self.version = version  # Callbacks version the caller used, e.g. "v1alpha3"
+                 network_info_path: Path = NETWORK_INFO_PATH, invocation_context: str | None = None):
+        self.hook = hook  # "OnDefineDomain" | "PreCloudInitIso" | "MutateDomain" (the Plugin API)
+        self.version = version  # API version the caller used, e.g. "v1alpha3" (Plugin API: "v1alpha1")
+        # the Plugin API's reason for the call: "Boot" | "MigrationSource" | "MigrationTarget";
+        # None on the hook API, which does not say
+        self.invocation_context = invocation_context
         self.binding = binding  # the binding name this sidecar serves
         self.vmi_json = vmi_json  # the decoded VMI, exactly as received
         self.network_info_path = Path(network_info_path)
 
     def __repr__(self) -> str:
-        return f"HookContext(hook={self.hook!r}, binding={self.binding!r}, vmi={self.vmi_name!r})"
+        extra = f", invocation_context={self.invocation_context!r}" if self.invocation_context is not None else ""
+        return f"HookContext(hook={self.hook!r}, binding={self.binding!r}, vmi={self.vmi_name!r}{extra})"
 
     @cached_property
     def _vmi(self) -> GoObject:

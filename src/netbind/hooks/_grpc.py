@@ -363,7 +363,7 @@ class UnaryServer:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._kicked: queue.SimpleQueue = queue.SimpleQueue()   # connections a worker left to the I/O thread
         self._connections: set[_Connection] = set()
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_lock = threading.Lock()
         self._wake_closed = False
@@ -374,7 +374,8 @@ class UnaryServer:
         self.stopped = threading.Event()
 
     def bind(self, path: str) -> None:
-        """Listen on ``path`` (raises OSError); serving starts with :meth:`start`."""
+        """Listen on ``path`` too (raises OSError); serving starts with :meth:`start`. Every socket
+        serves every method (a sidecar answering the hook API and the Plugin API at once)."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             listener.bind(path)
@@ -383,10 +384,11 @@ class UnaryServer:
             listener.close()
             raise
         listener.setblocking(False)
-        self._listener = listener
+        self._listeners.append(listener)
 
     def start(self) -> None:
-        self.selector.register(self._listener, selectors.EVENT_READ, "listener")
+        for listener in self._listeners:
+            self.selector.register(listener, selectors.EVENT_READ, "listener")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         for i in range(self._workers):
             worker = threading.Thread(target=self._work, name=f"netbind-hook-{i}", daemon=True)
@@ -401,8 +403,8 @@ class UnaryServer:
         if self.stopped.is_set():
             return
         if not self._threads:   # never started: only the listening socket to close
-            if self._listener is not None:
-                self._listener.close()
+            for listener in self._listeners:
+                listener.close()
             return
         self._grace = grace
         self._stop_requested.set()
@@ -477,7 +479,7 @@ class UnaryServer:
         """One round of the I/O loop; True when the server has stopped."""
         for key, mask in self.selector.select(self._timeout()):
             if key.data == "listener":
-                self._accept()
+                self._accept(key.fileobj)
             elif key.data == "wake":
                 self._drain_wake()
             else:
@@ -499,10 +501,10 @@ class UnaryServer:
             return not self._connections or time.monotonic() >= self._stop_by
         return False
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -529,5 +531,6 @@ class UnaryServer:
     def _begin_stop(self) -> None:
         self.stopping = True
         self._stop_by = time.monotonic() + self._grace
-        self.selector.unregister(self._listener)
-        self._listener.close()
+        for listener in self._listeners:
+            self.selector.unregister(listener)
+            listener.close()

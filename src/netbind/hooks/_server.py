@@ -1,5 +1,6 @@
-"""A sidecar's serving: Info + Callbacks v1alpha1/2/3 on a unix socket, over :mod:`._grpc` (h2)
-with the messages encoded by :mod:`._wire` (no grpcio or protobuf in the sidecar process)."""
+"""A sidecar's serving: Info + Callbacks v1alpha1/2/3 (the hook API) and the Plugin API's
+DomainHookService.MutateDomain on one or more unix sockets, over :mod:`._grpc` (h2) with the
+messages encoded by :mod:`._wire` (no grpcio or protobuf in the sidecar process)."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,13 @@ import threading
 from pathlib import Path
 
 from netbind.hooks import _grpc, _wire
-from netbind.hooks._app import App, HookError, InvalidInput, describe_error
+from netbind.hooks._app import PLUGIN_API_VERSION, PLUGIN_SOCKET_ENV, App, HookError, InvalidInput, describe_error
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 INFO_PATH = "/kubevirt.hooks.info.Info/Info"
+MUTATE_DOMAIN_PATH = "/kubevirt.hooks.plugins.v1alpha1.DomainHookService/MutateDomain"
+DOMAIN_TYPE = "libvirt"  # the only domain_type KubeVirt's launcher sends
 
 
 class SocketError(RuntimeError):
@@ -42,7 +45,18 @@ def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
         _decoded(_wire.check_message, request)
         return info
 
-    methods = {INFO_PATH: _grpc.Method(answer_info, inline=True)}
+    def mutate_domain(request: bytes) -> bytes:
+        domain_type, domain_xml, vmi, invocation = _decoded(_wire.decode_mutate_domain_request, request)
+        if domain_type not in ("", DOMAIN_TYPE):
+            raise _grpc.Status(_grpc.INVALID_ARGUMENT, f"domain_type {domain_type!r} is not supported: this"
+                               f" sidecar edits {DOMAIN_TYPE} domain XML")
+        try:
+            out = app.define_domain(domain_xml, vmi, PLUGIN_API_VERSION, invocation_context=invocation)
+        except Exception as exc:
+            raise _status(exc) from None
+        return _wire.encode_mutate_domain_response(out)
+
+    methods = {INFO_PATH: _grpc.Method(answer_info, inline=True), MUTATE_DOMAIN_PATH: _grpc.Method(mutate_domain)}
     for version in ("v1alpha1", "v1alpha2", "v1alpha3"):
         service = f"/kubevirt.hooks.{version}.Callbacks/"
 
@@ -89,7 +103,7 @@ def _legacy_source(cloud_init_data: bytes) -> bytes:
     return json.dumps({"userData": data.get("UserData", ""), "networkData": data.get("NetworkData", "")}).encode()
 
 
-def _check_socket_path(path: Path, app: App) -> None:
+def _check_socket_path(path: Path, app: App, hooks_dir: bool) -> None:
     if len(os.fsencode(path)) > UNIX_PATH_MAX:
         raise SocketError(f"socket path {str(path)!r} is {len(os.fsencode(path))} bytes; unix sockets "
                           f"allow at most {UNIX_PATH_MAX}: choose a shorter path")
@@ -111,6 +125,8 @@ def _check_socket_path(path: Path, app: App) -> None:
             raise SocketError(f"{path} is in use by a running server; stop it or choose another path")
         finally:
             probe.close()
+    if not hooks_dir:  # the Plugin API names its socket: nothing scans the directory
+        return
     # virt-launcher treats every plain file in the sidecar's directory as a hook socket
     strays = sorted(p.name for p in path.parent.iterdir()
                     if p != path and not p.is_dir() and not stat.S_ISSOCK(p.lstat().st_mode))
@@ -120,11 +136,17 @@ def _check_socket_path(path: Path, app: App) -> None:
 
 
 class SidecarServer:
-    """A running sidecar: the gRPC server bound to ``socket_path``."""
+    """A running sidecar: the gRPC server bound to ``socket_path`` (the hook API's socket, or None)
+    and ``plugin_socket`` (the Plugin API's, or None); either socket answers both APIs."""
 
-    def __init__(self, app: App, socket_path: Path, *, max_workers: int = 2):
+    def __init__(self, app: App, socket_path: Path | None, *, plugin_socket: Path | None = None,
+                 max_workers: int = 2):
+        if socket_path is None and plugin_socket is None:
+            raise ValueError("give a hook socket, a Plugin API socket or both")
         self.app = app
-        self.socket_path = Path(socket_path)
+        self.socket_path = Path(socket_path) if socket_path is not None else None
+        self.plugin_socket = Path(plugin_socket) if plugin_socket is not None else None
+        self.socket_paths = [p for p in (self.socket_path, self.plugin_socket) if p is not None]
         self.stopped = threading.Event()
         self.started = False
         self._stop_lock = threading.Lock()
@@ -132,14 +154,25 @@ class SidecarServer:
         self._server = _grpc.UnaryServer(_methods(self), workers=max_workers)
 
     def start(self) -> "SidecarServer":
-        _check_socket_path(self.socket_path, self.app)
+        bound: list[Path] = []
         try:
-            self._server.bind(str(self.socket_path))
-        except OSError as exc:
-            raise SocketError(f"cannot listen on {self.socket_path}: {exc.strerror or exc}") from None
+            for path in self.socket_paths:
+                _check_socket_path(path, self.app, hooks_dir=path == self.socket_path)
+                try:
+                    self._server.bind(str(path))
+                except OSError as exc:
+                    raise SocketError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+                bound.append(path)
+        except SocketError:
+            self._server.stop(0)    # closes what was bound; no socket file is left behind
+            for path in bound:
+                path.unlink(missing_ok=True)
+            raise
         self._server.start()
         self.app.audit.start_background()  # diffs and writes happen after the reply has gone out
-        self.app.audit.event("serving", socket=str(self.socket_path), binding=self.app.binding,
+        self.app.audit.event("serving", socket=str(self.socket_path) if self.socket_path else None,
+                             plugin_socket=str(self.plugin_socket) if self.plugin_socket else None,
+                             binding=self.app.binding,
                              versions=list(self.app.versions), hook_points=self.app.hook_points)
         self.started = True
         return self
@@ -154,10 +187,8 @@ class SidecarServer:
                 return
             self._stopping = True
         self._server.stop(grace)
-        try:
-            self.socket_path.unlink()
-        except FileNotFoundError:
-            pass
+        for path in self.socket_paths:
+            path.unlink(missing_ok=True)
         self.app.run_shutdown_handlers()
         self.app.audit.event("stopped", reason=reason)
         self.app.audit.close()  # every record is written before the process may exit
@@ -173,9 +204,9 @@ class SidecarServer:
         self.stop("context exit")
 
 
-def run_until_stopped(app: App, socket_path: Path) -> int:
+def run_until_stopped(app: App, socket_path: Path | None, plugin_socket: Path | None = None) -> int:
     """Serve in the main thread until Shutdown or a stop signal; 0 on a clean stop, 1 if listening fails."""
-    server = SidecarServer(app, socket_path)
+    server = SidecarServer(app, socket_path, plugin_socket=plugin_socket)
     stop_reasons: list[str] = []
 
     def on_signal(signum, _frame):
@@ -189,7 +220,7 @@ def run_until_stopped(app: App, socket_path: Path) -> int:
         try:
             server.start()
         except SocketError as exc:
-            app.audit.event("listen-failed", socket=str(socket_path), error=str(exc))
+            app.audit.event("listen-failed", socket=str(socket_path or plugin_socket), error=str(exc))
             import sys
 
             print(f"error: {exc}", file=sys.stderr)
@@ -204,4 +235,4 @@ def run_until_stopped(app: App, socket_path: Path) -> int:
     return 0
 
 
-__all__ = ["SidecarServer", "SocketError", "run_until_stopped", "HookError"]
+__all__ = ["SidecarServer", "SocketError", "run_until_stopped", "HookError", "PLUGIN_SOCKET_ENV"]

@@ -1,6 +1,6 @@
 """The hook messages in protobuf's wire format, encoded and decoded directly.
 
-Six small messages of bytes, strings and one int32: this costs less than loading the protobuf
+Eight small messages of bytes, strings and one int32: this costs less than loading the protobuf
 runtime and the generated modules into every sidecar. The generated code in ``proto/`` stays the
 oracle: a test checks both directions against it, unknown fields and repeated fields included.
 """
@@ -45,10 +45,12 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise DecodeError("varint longer than 10 bytes")
 
 
-def decode_bytes_fields(data: bytes, wanted: Iterable[int]) -> dict[int, bytes]:
+def decode_bytes_fields(data: bytes, wanted: Iterable[int], messages: Iterable[int] = ()) -> dict[int, bytes]:
     """The length-delimited fields ``wanted`` of a message (last occurrence wins, as proto3 merges
-    singular fields); every other field of any wire type is skipped, like unknown fields."""
+    singular fields; for the embedded ``messages`` every occurrence is kept, concatenated, which is
+    how protobuf merges them); every other field of any wire type is skipped, like unknown fields."""
     wanted = frozenset(wanted)
+    messages = frozenset(messages)
     fields: dict[int, bytes] = {}
     pos, end = 0, len(data)
     while pos < end:
@@ -66,7 +68,9 @@ def decode_bytes_fields(data: bytes, wanted: Iterable[int]) -> dict[int, bytes]:
             size, pos = _read_varint(data, pos)
             if pos + size > end:
                 raise DecodeError(f"field {number} runs past the end of the message")
-            if number in wanted:
+            if number in messages:
+                fields[number] = fields.get(number, b"") + data[pos:pos + size]
+            elif number in wanted:
                 fields[number] = data[pos:pos + size]
             pos += size
         else:  # groups (3, 4) are not proto3; 6 and 7 do not exist
@@ -115,3 +119,34 @@ def encode_pre_cloud_init_iso_result(cloud_init_data: bytes, legacy_source: byte
 def check_message(data: bytes) -> None:
     """A message without fields we read (InfoParams, ShutdownParams): still well-formed."""
     decode_bytes_fields(data, ())
+
+
+# ---- the Plugin API (kubevirt.hooks.plugins.v1alpha1) --------------------------------------------
+
+def decode_mutate_domain_request(data: bytes) -> tuple[str, bytes, bytes, str]:
+    """MutateDomainRequest{domain_type=1, domain=2, vmi=3, sidecar_context=4 (SidecarContext{
+    invocation_context=1})} -> (domain type, domain XML, VMI JSON, invocation context)."""
+    fields = decode_bytes_fields(data, (1, 2, 3), messages=(4,))
+    context = decode_bytes_fields(fields[4], (1,)).get(1, b"") if 4 in fields else b""
+    try:
+        return (fields.get(1, b"").decode("utf-8"), fields.get(2, b""), fields.get(3, b""),
+                context.decode("utf-8"))
+    except UnicodeDecodeError:  # proto3 strings must be UTF-8: Go's unmarshal refuses them too
+        raise DecodeError("string field contains invalid UTF-8") from None
+
+
+def encode_mutate_domain_response(domain_xml: bytes) -> bytes:
+    """MutateDomainResponse{domain=1}."""
+    return _field(1, domain_xml) if domain_xml else b""
+
+
+def encode_mutate_domain_request(domain_type: str, domain_xml: bytes, vmi_json: bytes,
+                                 invocation_context: str) -> bytes:
+    """The launcher's side (tests and the local runtime's client)."""
+    context = _field(1, invocation_context.encode()) if invocation_context else b""
+    return b"".join([
+        _field(1, domain_type.encode()) if domain_type else b"",
+        _field(2, domain_xml) if domain_xml else b"",
+        _field(3, vmi_json) if vmi_json else b"",
+        _field(4, context) if invocation_context is not None else b"",
+    ])

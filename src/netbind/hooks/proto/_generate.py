@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent
-PROTO_FILES = ("api_info.proto", "api_v1alpha1.proto", "api_v1alpha2.proto", "api_v1alpha3.proto")
+PROTO_FILES = ("api_info.proto", "api_v1alpha1.proto", "api_v1alpha2.proto", "api_v1alpha3.proto",
+               "api_plugins_v1alpha1.proto")
 _PACKAGE_PATH = Path("netbind", "hooks", "proto")
 
 

@@ -195,15 +195,9 @@ def on_define_domain(domain: Domain, ctx: HookContext) -> Domain:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="netbind-bridge-sidecar",
-                                     description="KubeVirt hook sidecar of netbind's bridge binding plugin.")
-    parser.add_argument("--socket", help="unix socket to serve on (default: "
-                        "/var/run/kubevirt-hooks/$NETWORK_BINDING_PLUGIN_NAME.sock)")
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    return app.run(args.socket)
+    return app.main(argv, prog="netbind-bridge-sidecar",
+                    description="KubeVirt hook sidecar of netbind's bridge binding plugin.")
 
 
 if __name__ == "__main__":

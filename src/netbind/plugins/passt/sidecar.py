@@ -148,15 +148,8 @@ def on_define_domain(domain: Domain, ctx: HookContext) -> Domain:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="netbind-passt-sidecar",
-        description="KubeVirt hook sidecar of the passt network binding plugin.")
-    parser.add_argument("--socket", help="unix socket to serve on (default: "
-                        "/var/run/kubevirt-hooks/$NETWORK_BINDING_PLUGIN_NAME.sock, passt.sock if unset)")
-    args = parser.parse_args(argv)
-    return app.run(args.socket)
+    return app.main(argv, prog="netbind-passt-sidecar",
+                    description="KubeVirt hook sidecar of the passt network binding plugin.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""virt-launcher's side of KubeVirt's Plugin API (VEP 190): domain hooks of ``Plugin`` resources.
+
+After the hook API's OnDefineDomain chain, KubeVirt main applies every Plugin's domain hooks
+(``pkg/virt-launcher/virtwrap/plugins/pipeline.go``): plugins in name order, hooks in declaration
+order; a sidecar hook is ``DomainHookService.MutateDomain`` on the Plugin's ``socketPath`` (under
+``/var/run/kubevirt-plugin/<plugin>/``, not a symlink), awaited up to 30 s, dialled within 5 s,
+called with the hook's timeout (30 s by default); a failing hook with ``failureStrategy: Ignore`` is
+skipped with a warning, any other failure fails the domain. CEL (conditions and CEL hooks) is typed
+by KubeVirt over Go's libvirtxml and VMI structs; netbind does not evaluate it (see
+``CEL_NOT_EVALUATED``): such a hook fails as a hook, so ``Ignore`` skips it.
+
+The socket paths are the launcher's view; ``host_path`` maps one to where it is on this machine.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+PLUGIN_SOCKETS_DIR = "/var/run/kubevirt-plugin"
+DOMAIN_TYPE = "libvirt"
+READINESS_TIMEOUT = 30.0   # sidecarReadinessTimeout
+READINESS_POLL = 0.5
+DIAL_TIMEOUT = 5.0         # sidecarDialTimeoutSeconds
+CALL_TIMEOUT = 30.0        # defaultSidecarCallTimeout
+INVOCATION_CONTEXTS = ("Boot", "MigrationSource", "MigrationTarget")
+
+
+class PluginHookError(RuntimeError):
+    """A domain hook failed and its failure strategy is Fail: the domain is not defined."""
+
+
+@dataclass(frozen=True)
+class DomainHookCall:
+    """One domain hook as the launcher runs it (built from the Plugin resources by netbind.api)."""
+
+    plugin: str
+    index: int                 # its position in the Plugin's domainHooks
+    kind: str                  # "sidecar" | "cel"
+    failure_strategy: str      # "Fail" | "Ignore" (the hook's, else the plugin's, else Fail)
+    socket_path: str | None = None
+    timeout: float = CALL_TIMEOUT
+    conditions: tuple[str, ...] = ()   # the plugin's and the hook's CEL conditions, if any
+
+
+@dataclass
+class HookOutcome:
+    hook: DomainHookCall
+    status: str                # "applied" | "ignored"
+    detail: str
+    duration_ms: float = 0.0
+
+
+def validate_socket_path(socket_path: str, plugin: str, host_path: Callable[[str], Path]) -> None:
+    """validateSocketPath: exists, is not a symlink, and cleans to a path under the plugin's dir."""
+    plugin_dir = f"{PLUGIN_SOCKETS_DIR}/{plugin}/"
+    try:
+        info = os.lstat(host_path(socket_path))
+    except OSError as exc:
+        raise PluginHookError(f"invalid socket path: stat socket path {socket_path!r}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise PluginHookError(f"invalid socket path: socket path {socket_path!r} is a symlink, which is not allowed")
+    if not posixpath.normpath(socket_path).startswith(plugin_dir):
+        raise PluginHookError(f"invalid socket path: socket path {socket_path!r} is outside {plugin_dir}")
+
+
+def wait_for_socket(socket_path: str, host_path: Path, deadline: float, readiness: float) -> None:
+    """waitForSidecarSocket: poll every 0.5 s (first check at once) until the file exists."""
+    while True:
+        if host_path.exists():
+            return
+        if time.monotonic() >= deadline:
+            raise PluginHookError(f"sidecar socket {socket_path} not ready after {readiness:g}s")
+        time.sleep(min(READINESS_POLL, max(0.0, deadline - time.monotonic())))
+
+
+def mutate_domain(socket: Path, plugin: str, domain_xml: bytes, vmi_json: bytes, invocation_context: str,
+                  timeout: float = CALL_TIMEOUT, dial_timeout: float = DIAL_TIMEOUT) -> bytes:
+    """One MutateDomain call on a fresh connection (callSidecarHook); returns the new domain XML."""
+    import grpc
+
+    from netbind.hooks.proto import api_plugins_v1alpha1_pb2 as pb2
+    from netbind.hooks.proto import api_plugins_v1alpha1_pb2_grpc as pb2_grpc
+    from netbind.launcher.hooks import RPCError, _open_channel
+
+    channel = _open_channel(socket)
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=dial_timeout)
+        except grpc.FutureTimeoutError:
+            raise PluginHookError(f"dialing sidecar socket {socket}: context deadline exceeded") from None
+        request = pb2.MutateDomainRequest(domain_type=DOMAIN_TYPE, domain=domain_xml, vmi=vmi_json,
+                                          sidecar_context=pb2.SidecarContext(invocation_context=invocation_context))
+        try:
+            return pb2_grpc.DomainHookServiceStub(channel).MutateDomain(request, timeout=timeout).domain
+        except grpc.RpcError as exc:
+            failed = RPCError.from_grpc(exc)
+            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with {failed.code}: {failed.desc}") from None
+    finally:
+        channel.close()
+
+
+def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
+                       *, host_path: Callable[[str], Path] = Path, readiness: float = READINESS_TIMEOUT,
+                       cel_reason: str = "") -> tuple[bytes, list[HookOutcome]]:
+    """ApplyDomainHooks over ``hooks`` (already in the launcher's order): the final domain XML and
+    what happened to each hook. Raises PluginHookError for a failing hook whose strategy is Fail."""
+    from netbind.launcher.hooks import HookClientError, _check_domain_xml
+
+    if invocation_context not in INVOCATION_CONTEXTS:
+        raise ValueError(f"invocation context {invocation_context!r}: one of {', '.join(INVOCATION_CONTEXTS)}")
+    current = bytes(domain_xml)
+    outcomes: list[HookOutcome] = []
+    for hook in hooks:
+        started = time.perf_counter()
+        deadline = time.monotonic() + readiness  # per hook, as the launcher sets it
+        try:
+            if hook.conditions or hook.kind == "cel":
+                what = "its condition" if hook.kind != "cel" else "a CEL hook"
+                raise PluginHookError(f"{what} is CEL, which netbind does not evaluate ({cel_reason})"
+                                      if cel_reason else f"{what} is CEL, which netbind does not evaluate")
+            socket_path = hook.socket_path or ""
+            wait_for_socket(socket_path, host_path(socket_path), deadline, readiness)
+            validate_socket_path(socket_path, hook.plugin, host_path)
+            result = mutate_domain(host_path(socket_path), hook.plugin, current, vmi_json, invocation_context,
+                                   hook.timeout)
+            try:
+                _check_domain_xml(result)
+            except HookClientError as exc:
+                raise PluginHookError(f"unmarshal sidecar response: {exc}") from None
+        except PluginHookError as exc:
+            if hook.failure_strategy == "Ignore":
+                outcomes.append(HookOutcome(hook, "ignored", f"Plugin {hook.plugin} hook {hook.index} failed"
+                                            f" (ignored): {exc}", _ms(started)))
+                continue
+            raise PluginHookError(f"plugin {hook.plugin} hook {hook.index} failed: {exc}") from None
+        current = result
+        outcomes.append(HookOutcome(hook, "applied", f"plugin {hook.plugin} hook {hook.index}: MutateDomain"
+                                    f" ({invocation_context}) on {hook.socket_path}", _ms(started)))
+    return current, outcomes
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def plugin_socket_dirs(hooks: Iterable[DomainHookCall]) -> list[str]:
+    """The plugin directories the launcher pod's socket volume must hold (one per plugin)."""
+    return sorted({f"{PLUGIN_SOCKETS_DIR}/{h.plugin}" for h in hooks if h.kind == "sidecar"})
+
+
+__all__ = ["CALL_TIMEOUT", "DIAL_TIMEOUT", "DomainHookCall", "HookOutcome", "INVOCATION_CONTEXTS",
+           "PLUGIN_SOCKETS_DIR", "PluginHookError", "READINESS_TIMEOUT", "apply_domain_hooks", "mutate_domain",
+           "plugin_socket_dirs", "validate_socket_path"]
