@@ -12,10 +12,10 @@
             domain.put_interface(iface)                # replaces its own previous output
 
     if __name__ == "__main__":
-        raise SystemExit(app.run())
+        raise SystemExit(app.main())                   # --socket, --plugin-socket
 
-The SDK serves ``Info`` and the ``Callbacks`` of hook API v1alpha1, v1alpha2 and v1alpha3 from the
-same handlers, gives them a lossless :class:`~netbind.domain.Domain`, maps errors to gRPC status
+The SDK serves ``Info`` and the ``Callbacks`` of hook API v1alpha1, v1alpha2 and v1alpha3, and the
+Plugin API's ``MutateDomain`` (``--plugin-socket``), from the same handlers, gives them a lossless :class:`~netbind.domain.Domain`, maps errors to gRPC status
 codes, logs an audit line (JSON, stderr) with a diff per call, and exits on ``Shutdown``/SIGTERM.
 Serving uses h2 and hand-coded hook messages: neither grpcio nor protobuf is loaded.
 """

@@ -105,8 +105,8 @@ def mutate_domain(socket: Path, plugin: str, domain_xml: bytes, vmi_json: bytes,
 
 
 def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
-                       *, host_path: Callable[[str], Path] = Path, readiness: float = READINESS_TIMEOUT,
-                       cel_reason: str = "") -> tuple[bytes, list[HookOutcome]]:
+                       *, host_path: Callable[[str], Path] = Path, readiness: float = READINESS_TIMEOUT
+                       ) -> tuple[bytes, list[HookOutcome]]:
     """ApplyDomainHooks over ``hooks`` (already in the launcher's order): the final domain XML and
     what happened to each hook. Raises PluginHookError for a failing hook whose strategy is Fail."""
     from netbind.launcher.hooks import HookClientError, _check_domain_xml
@@ -121,8 +121,8 @@ def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_j
         try:
             if hook.conditions or hook.kind == "cel":
                 what = "its condition" if hook.kind != "cel" else "a CEL hook"
-                raise PluginHookError(f"{what} is CEL, which netbind does not evaluate ({cel_reason})"
-                                      if cel_reason else f"{what} is CEL, which netbind does not evaluate")
+                raise PluginHookError(f"{what} is CEL, which netbind does not evaluate (KubeVirt types it over"
+                                      " Go's libvirtxml and VMI structs)")
             socket_path = hook.socket_path or ""
             wait_for_socket(socket_path, host_path(socket_path), deadline, readiness)
             validate_socket_path(socket_path, hook.plugin, host_path)

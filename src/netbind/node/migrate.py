@@ -128,7 +128,13 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         except RenderError as exc:
             raise MigrationError(f"virt-controller: {exc.sync_message}", phase="target pod") from None
         _refuse_shared_lower_devices(pod_manifest, manifests, vmi)
-        containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
+        from netbind.node import plugins as pluginsmod
+        try:
+            plugin_plan = pluginsmod.plan_for(manifests, config, profile)
+        except pluginsmod.PluginSetupError as exc:
+            raise MigrationError(str(exc), phase="target pod") from None
+        sidecarmod.inject_plugin_sidecars(pod_manifest, plugin_plan.sockets, plugin_plan.images)
+        containers = [c for c in pod_manifest["spec"]["containers"] if sidecarmod.is_sidecar_container(c["name"])]
         images = options.images or ImageMap(**state["images"])
         try:
             # the target runs its sidecars the way the source does (containers or processes)
@@ -145,7 +151,7 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
     try:
         return _migrate_to(target, source, state, vmi, config, manifests, profile, pod_manifest, containers,
                            resolved, images, target_index, migration, options, clock,
-                           binding_migration_method_by_interface_name(vmi, config))
+                           binding_migration_method_by_interface_name(vmi, config), plugin_plan)
     except BaseException as exc:
         phase = clock.current
         if migration["completed"] and isinstance(exc, Exception):
@@ -202,8 +208,10 @@ def _record(pod: sandbox.Pod, changes: dict) -> None:
 
 
 def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_manifest, containers, resolved,
-                images, target_index, migration, options, clock, methods) -> MigrateResult:
+                images, target_index, migration, options, clock, methods, plugin_plan) -> MigrateResult:
     from netbind.launcher.hooks import HookClientError, HookManager
+    from netbind.launcher.plugins import PluginHookError
+    from netbind.node import plugins as pluginsmod
     from netbind.node import libvirt as lv
 
     node = sandbox.ensure_node(target.names.runtime)
@@ -233,21 +241,31 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         confine_compute(target, pod_manifest, target_lv.record.pid, None)
         info["detail"] = f"{describe_sidecars(records)}, libvirtd pid {target_lv.record.pid}"
     with clock.phase("target hooks") as info:
-        await_hook_sockets(target, records, options.socket_timeout)
+        hook_records = [r for r in records if sidecarmod.serves_hook_api(r.name)]
+        await_hook_sockets(target, hook_records, options.socket_timeout)
         incoming = source_lv.domain(domain_name).XMLDesc(_migratable_flag())
         vmi_json = json.dumps(current_vmi(source)).encode()
         manager = HookManager(target.names.hooks_dir, poll_period=0.02)
+        outcomes: list = []
         try:
-            manager.collect(len(records), timeout=5)
+            manager.collect(len(hook_records), timeout=5)
             trace: list = []
             manager.on_define_domain(incoming.encode(), vmi_json, trace=trace)   # side effects only
+            if plugin_plan:   # the target launcher's MigrationTarget call, on the incoming domain too
+                _, outcomes = pluginsmod.define(target, plugin_plan, incoming.encode(), vmi_json, "MigrationTarget")
         except HookClientError as exc:
             raise UpError(f"executing custom preStart hooks failed: {exc}",
                           details="\n".join(r.log_tail() for r in records)) from None
+        except PluginHookError as exc:
+            raise UpError(f"applying plugin domain hooks failed: {exc}",
+                          details="\n".join(r.log_tail() for r in records)) from None
         finally:
             manager.close()
+        substitutions += sorted({f"warning: {o.detail}" for o in outcomes if o.status == "ignored"})
         info["detail"] = (f"OnDefineDomain x1 on {len(manager.sidecars)} sidecar(s), result discarded"
                           if trace else "no hook subscribers")
+        if plugin_plan:
+            info["detail"] += f"; Plugin MutateDomain (MigrationTarget) x{sum(o.status == 'applied' for o in outcomes)}"
 
     # -- the target launcher's files: passt (R6a) where the migrated QEMU dials it, the guest's
     #    seeded initramfs and the console history at the paths the domain names inside the pod

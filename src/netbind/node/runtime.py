@@ -269,7 +269,13 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             causes = "; ".join(f"{c.field}: {c.message}" for c in checked.causes)
             raise UpError(f"admission denied {vmi.metadata.name}: {causes}", phase="validate")
         config = configuration(manifests)
-        info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}"
+        from netbind.node import plugins as pluginsmod
+        try:
+            plugin_plan = pluginsmod.plan_for(manifests, config, profile)
+        except pluginsmod.PluginSetupError as exc:
+            raise UpError(str(exc), phase="validate") from None
+        info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
+            f"; {len(plugin_plan.hooks)} Plugin domain hook(s)" if plugin_plan else "")
     with clock.phase("render") as info:
         try:
             pod_manifest = render_launcher_pod(vmi, config, nads=manifests.nads, profile=profile)
@@ -278,9 +284,11 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
                 status.condition("Synchronized", False, exc.condition()["reason"], exc.sync_message)]})
             raise UpError(f"virt-controller: {exc.sync_message} (Synchronized=False, reason FailedCreate);"
                           " nothing was created", phase="render", vmi=failed) from None
-        sidecar_containers = [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith("hook-sidecar-")]
+        injected = sidecarmod.inject_plugin_sidecars(pod_manifest, plugin_plan.sockets, plugin_plan.images)
+        sidecar_containers = [c for c in pod_manifest["spec"]["containers"] if sidecarmod.is_sidecar_container(c["name"])]
         annotations = pod_manifest["metadata"].get("annotations", {})
-        info["detail"] = f"launcher pod with {len(sidecar_containers)} hook sidecar(s)"
+        info["detail"] = f"launcher pod with {len(sidecar_containers) - len(injected)} hook sidecar(s)" + (
+            f" and {len(injected)} Plugin sidecar(s) injected ({', '.join(injected)})" if injected else "")
 
     # -- stand-ins, resolved before anything is created
     substitutions: list[str] = []
@@ -316,9 +324,10 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         pod = sandbox.create_pod(vmi.metadata.name, vmi.namespace, runtime)
         info["detail"] = f"pod netns {pod.netns}"
     try:
+        substitutions += plugin_plan.notes
         result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
                             kernel, base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-                            network_info_annotation, passt_path)
+                            network_info_annotation, passt_path, plugin_plan)
     except BaseException as exc:
         phase = clock.current
         try:
@@ -338,11 +347,13 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
                base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
-               network_info_annotation, passt_path) -> UpResult:
+               network_info_annotation, passt_path, plugin_plan) -> UpResult:
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
     from netbind.node import libvirt as lv
+    from netbind.launcher.plugins import PluginHookError
     from netbind.node import passt as passtmod
+    from netbind.node import plugins as pluginsmod
     from netbind.node.seed import NoCloudSeed, SeedError
     from netbind.bindings import verify_vmi_migratable
 
@@ -394,10 +405,21 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
-        await_hook_sockets(pod, records, options.socket_timeout)
+        hook_records = [r for r in records if sidecarmod.serves_hook_api(r.name)]
+        await_hook_sockets(pod, hook_records, options.socket_timeout)
         manager = HookManager(pod.names.hooks_dir, poll_period=0.02)
+        plugin_outcomes: list = []
+
+        def define_once(xml: bytes) -> bytes:
+            """SetDomainSpecStrWithHooks: the hook API's chain, then the Plugins' domain hooks."""
+            out = manager.on_define_domain(xml, vmi_json, trace=trace)
+            if plugin_plan:
+                out, outcomes = pluginsmod.define(pod, plugin_plan, out, vmi_json, "Boot")
+                plugin_outcomes.extend(outcomes)
+            return out
+
         try:
-            manager.collect(len(records), timeout=5)
+            manager.collect(len(hook_records), timeout=5)
             vmi_json = json.dumps(vmi_doc).encode()
             if cloud_init is not None:
                 cloud_init = manager.pre_cloud_init_iso(cloud_init, vmi_json)
@@ -406,19 +428,26 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             except DomainAttachmentError as exc:
                 raise UpError(f"virt-launcher: {exc}") from None
             trace: list = []
-            first = manager.on_define_domain(built.domain_xml.encode(), vmi_json, trace=trace)
+            first = define_once(built.domain_xml.encode())
             # virt-launcher defines the domain 2-3 times (hotplug port allocation), each time through
             # the whole chain with the previous result: hooks must be idempotent
-            second = manager.on_define_domain(first, vmi_json, trace=trace)
+            second = define_once(first)
         except HookClientError as exc:
             raise UpError(f"virt-launcher: hook failed: {exc}", details=sidecar_logs()) from None
+        except PluginHookError as exc:
+            raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
         finally:
             manager.close()
+        substitutions += sorted({f"warning: {o.detail}" for o in plugin_outcomes if o.status == "ignored"})
         if first != second and records:
             substitutions.append("warning: OnDefineDomain is not idempotent (the second call changed the domain)")
         info["detail"] = (f"{len(manager.sidecars)} sidecar(s); OnDefineDomain x2 "
                           f"({', '.join(str(t['duration_ms']) + ' ms' for t in trace)})" if trace
                           else "no hook subscribers")
+        applied = [o for o in plugin_outcomes if o.status == "applied"]
+        if plugin_plan:
+            info["detail"] += (f"; Plugin MutateDomain (Boot) x{len(applied)}"
+                               f" ({', '.join(str(o.duration_ms) + ' ms' for o in applied)})")
         domain_xml = second.decode()
 
     # -- virt-launcher: this host's libvirt and QEMU
@@ -538,12 +567,13 @@ def node_name(index: int) -> str:
 def _manifest_documents(manifests: Manifests) -> list[dict]:
     docs = [manifests.kubevirt.to_json()] if manifests.kubevirt is not None else []
     docs += [nad.to_json() for nad in manifests.nads]
+    docs += [plugin.to_json() for plugin in manifests.plugins]
     return docs + [manifests.vmi.to_json()]
 
 
 def manifests_of(state: dict) -> Manifests:
     """The manifests a running VMI was started from (its state records them)."""
-    from netbind.api.models import KubeVirt, NetworkAttachmentDefinition
+    from netbind.api.models import KubeVirt, NetworkAttachmentDefinition, Plugin
 
     found = Manifests()
     for doc in state["manifests"]:
@@ -551,6 +581,8 @@ def manifests_of(state: dict) -> Manifests:
             found.kubevirt = KubeVirt.model_validate(doc)
         elif doc.get("kind") == "NetworkAttachmentDefinition":
             found.nads.append(NetworkAttachmentDefinition.model_validate(doc))
+        elif doc.get("kind") == "Plugin":
+            found.plugins.append(Plugin.model_validate(doc))
         else:
             found.vmis.append(VirtualMachineInstance.model_validate(doc))
     return found

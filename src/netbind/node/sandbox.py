@@ -161,8 +161,9 @@ class PodNames:
 
 # Host directories that private mount namespaces mount over (a pod's libvirtd, sidecars).
 # /var/run/kubevirt: where the passt sidecar's logFile points (the native passt path, netbind.node.native).
+# /var/run/kubevirt-plugin: Plugin API sidecars run as processes (netbind.node.sidecars).
 MOUNT_POINTS = (Path("/run/libvirt"), Path(HOOKS_TARGET).resolve(), Path(PODINFO_TARGET),
-                Path("/var/run/kubevirt").resolve())
+                Path("/var/run/kubevirt").resolve(), Path("/var/run/kubevirt-plugin").resolve())
 
 
 def node_plan(node: NodeNames) -> Plan:
@@ -297,6 +298,8 @@ def ensure_node(runtime: Path | None = None) -> Node:
     with paths.locked(names.runtime):
         journal = Journal(names.directory)
         if journal.path.exists() and iproute.netns_exists(names.netns):
+            # a node made by an older netbind may lack a mount point added since
+            apply(tuple(MountPoint(p) for p in MOUNT_POINTS if not p.exists()), journal)
             return Node(names, journal)
         journal = Journal.create(names.directory, {"netns": names.netns})
         try:

@@ -22,6 +22,12 @@ from netbind.node.images import ImageMap, ImageMapError, SidecarImage
 ENV_VAR = "NETBIND_SIDECARS"
 MODES = ("auto", "container", "process")
 HOOK_SOCKETS_VOLUME = "hook-sidecar-sockets"
+PLUGIN_SOCKETS_VOLUME = "kubevirt-plugin-sockets"   # KubeVirt's emptyDir for Plugin API sockets
+PLUGIN_SOCKETS_TARGET = "/var/run/kubevirt-plugin"
+# On a cluster the admin's admission policy injects a Plugin's sidecar into the launcher pod; this
+# annotation on the Plugin names the image netbind injects in its place (resolved by the image map)
+PLUGIN_SIDECAR_IMAGE_ANNOTATION = "netbind.io/sidecar-image"
+PLUGIN_SOCKET_ENV = "NETBIND_PLUGIN_SOCKET"          # where netbind.hooks.App serves MutateDomain
 
 
 class SidecarError(RuntimeError):
@@ -106,6 +112,53 @@ def choose_all(pod_containers: Sequence[Mapping[str, Any]], images: ImageMap, mo
     return [choose(c, images, mode, present, unavailable) for c in pod_containers]
 
 
+def inject_plugin_sidecars(pod_manifest: dict, plugin_sockets: Mapping[str, str],
+                           images_by_plugin: Mapping[str, str]) -> list[str]:
+    """Stand in for the admission policy that injects each Plugin's sidecar: a container
+    ``plugin-sidecar-<plugin>`` of the named image (as KubeVirt's own e2e policy writes it: no
+    privilege escalation, non-root, all capabilities dropped), the plugin's socket directory mounted
+    from ``kubevirt-plugin-sockets`` by subPath, and ``$NETBIND_PLUGIN_SOCKET`` set to the Plugin's
+    socketPath. ``plugin_sockets``: plugin -> socketPath; returns the container names added."""
+    spec = pod_manifest["spec"]
+    volumes = spec.setdefault("volumes", [])
+    if plugin_sockets and not any(v["name"] == PLUGIN_SOCKETS_VOLUME for v in volumes):
+        volumes.append({"name": PLUGIN_SOCKETS_VOLUME, "emptyDir": {}})
+    added = []
+    for plugin, socket_path in sorted(plugin_sockets.items()):
+        name = f"plugin-sidecar-{plugin}"
+        spec["containers"].append({
+            "name": name, "image": images_by_plugin[plugin], "imagePullPolicy": "IfNotPresent",
+            "env": [{"name": PLUGIN_SOCKET_ENV, "value": socket_path}],
+            "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                "seccompProfile": {"type": "RuntimeDefault"}, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": PLUGIN_SOCKETS_VOLUME, "mountPath": f"{PLUGIN_SOCKETS_TARGET}/{plugin}/",
+                              "subPath": plugin}],
+        })
+        added.append(name)
+    return added
+
+
+def is_sidecar_container(name: str) -> bool:
+    """The pod's containers netbind runs beside compute: hook sidecars and injected Plugin sidecars."""
+    return name.startswith(("hook-sidecar-", "plugin-sidecar-"))
+
+
+def serves_hook_api(name: str) -> bool:
+    return name.startswith("hook-sidecar-")
+
+
+def plugin_socket_host_path(pod: sandbox.Pod, launcher_path: str) -> Path:
+    """Where the launcher's /var/run/kubevirt-plugin/... is on this machine: the pod's volume."""
+    relative = os.path.relpath(launcher_path, PLUGIN_SOCKETS_TARGET)
+    if relative.startswith(".."):
+        return Path(launcher_path)   # outside the volume: the launcher's path check names it
+    return plugin_sockets_dir(pod) / relative
+
+
+def plugin_sockets_dir(pod: sandbox.Pod) -> Path:
+    return pod.names.directory / "plugin"
+
+
 # ---- running them ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -134,6 +187,8 @@ def volume_dirs(pod: sandbox.Pod, pod_spec: Mapping[str, Any]) -> dict[str, Path
     for volume in pod_spec.get("volumes") or []:
         if volume["name"] == HOOK_SOCKETS_VOLUME:
             dirs[volume["name"]] = pod.names.hooks_dir
+        elif volume["name"] == PLUGIN_SOCKETS_VOLUME:
+            dirs[volume["name"]] = plugin_sockets_dir(pod)   # short: the launcher dials sockets in it
         elif "downwardAPI" in volume:
             dirs[volume["name"]] = pod.names.podinfo_dir
         elif "emptyDir" in volume:
@@ -168,8 +223,17 @@ def start(pod: sandbox.Pod, choices: Sequence[SidecarChoice], pod_manifest: Mapp
         except containers.ContainerSpecError as exc:
             raise SidecarError(f"sidecar {choice.container} (image {choice.image}): {exc}") from None
         podinfo = any(m.get("mountPath") == sandbox.PODINFO_TARGET for m in container.get("volumeMounts", []))
+        binds = []
+        for mount in container.get("volumeMounts", []):
+            if mount["name"] == PLUGIN_SOCKETS_VOLUME:
+                # a process sees the whole volume at /var/run/kubevirt-plugin (a container gets its
+                # subPath only); the sockets land where the launcher looks either way
+                root = volume_dirs(pod, spec)[PLUGIN_SOCKETS_VOLUME]
+                (root / mount.get("subPath", "")).mkdir(parents=True, exist_ok=True)
+                binds.append(procs.Bind(root, PLUGIN_SOCKETS_TARGET))
         process_spec = pod.process_spec(choice.container, choice.process.argv, env=env,
-                                        hooks_subdir=choice.container, podinfo=podinfo)
+                                        hooks_subdir=choice.container if serves_hook_api(choice.container) else None,
+                                        podinfo=podinfo, binds=binds)
         try:
             record = pod.start(process_spec)
         except procs.ProcessError as exc:
