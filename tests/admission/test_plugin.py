@@ -76,9 +76,9 @@ def test_gate_off_denies_everything_and_no_policy_runs():
         {"source": WEBHOOK, "type": "", "field": "", "message": GATE_DISABLED}]
     assert review.warnings == []
     assert review.message == f'admission webhook "{WEBHOOK}" denied the request: {GATE_DISABLED}'
-    disabled = KubeVirtConfiguration.model_validate(
-        {"developerConfiguration": {"featureGates": ["Plugins"], "disabledFeatureGates": ["Plugins"]}})
-    assert not validate_plugin(p, disabled, LATEST).allowed
+    # Alpha: off unless listed in featureGates
+    disabled = KubeVirtConfiguration.model_validate({"developerConfiguration": {"disabledFeatureGates": ["Plugins"]}})
+    assert validate_plugin(plugin(domainHooks=[sidecar()]), disabled, LATEST).causes[0].message == GATE_DISABLED
 
 
 def test_profile_1_4_has_no_plugin_resource():
