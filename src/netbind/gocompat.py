@@ -3,7 +3,7 @@
 Each function reproduces what the Go call accepts and rejects (byte-for-byte where Go works on bytes),
 because a cause appears or not, or an address is written or not, depending on it: ``net.ParseMAC``
 and ``HardwareAddr.String``, ``net.ParseIP(s).To4()``, the ``k8s.io/apimachinery`` port-name check,
-KubeVirt's PCI address pattern and Go's ``%q`` quoting.
+KubeVirt's PCI address pattern, Go's ``%q`` quoting, ``filepath.Clean`` and ``time.ParseDuration``.
 """
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import re
 import unicodedata
 
 __all__ = [
+    "GoDurationError",
     "MacAddressError",
+    "go_clean_path",
     "go_quote",
     "is_ipv4",
     "is_valid_port_name",
     "mac_string",
     "normalize_mac",
+    "parse_go_duration",
     "parse_mac",
     "parse_pci_address",
 ]
@@ -167,3 +170,128 @@ def go_quote(text: str) -> str:
             out.append(f"\\U{ord(char):08x}")
     out.append('"')
     return "".join(out)
+
+
+# --- path/filepath.Clean (Unix) -----------------------------------------------------------------
+
+
+def go_clean_path(path: str) -> str:
+    """Go ``filepath.Clean`` on Unix: the shortest lexically equal path.
+
+    Repeated slashes become one, ``.`` elements go, ``..`` removes the element before it (and is
+    dropped right after the root), a trailing slash goes; the empty path is ``.``. Unlike
+    ``os.path.normpath`` it keeps no leading ``//`` (POSIX lets Python keep exactly two).
+    """
+    if path == "":
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for element in path.split("/"):
+        if element in ("", "."):
+            continue
+        if element == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(element)
+    cleaned = "/".join(parts)
+    if rooted:
+        return "/" + cleaned
+    return cleaned or "."
+
+
+# --- time.ParseDuration -------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,  # µ, MICRO SIGN
+    "\u03bcs": 1_000,  # μ, GREEK SMALL LETTER MU
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+}
+_INT64_MAX = (1 << 63) - 1
+_TWO_63 = 1 << 63  # Go sums in a uint64 bounded by 1<<63, so "-2562047h47m16.854775808s" still parses
+
+
+class GoDurationError(ValueError):
+    """Go's ``time.ParseDuration`` error; ``str()`` is Go's message."""
+
+
+def parse_go_duration(text: str) -> int:
+    """Go ``time.ParseDuration``: ``"1h2m3.5s"``, ``"300ms"``, ``"-1.5h"`` -> nanoseconds.
+
+    A sequence of decimal numbers, each with an optional fraction and a unit (ns, us, µs, ms, s,
+    m, h), with an optional sign; ``"0"`` needs no unit. Raises GoDurationError with Go's message
+    (``time: invalid duration "x"``, ``time: missing unit in duration "1"``,
+    ``time: unknown unit "d" in duration "1d"``) for anything Go rejects.
+    """
+    original = text
+    invalid = GoDurationError(f"time: invalid duration {go_quote(original)}")
+    negative = False
+    if text[:1] in ("-", "+"):
+        negative = text[0] == "-"
+        text = text[1:]
+    if text == "0":
+        return 0
+    if text == "":
+        raise invalid
+    total = 0
+    while text:
+        if not (text[0] == "." or "0" <= text[0] <= "9"):
+            raise invalid
+        digits = _leading_digits(text)
+        whole = int(digits) if digits else 0
+        if whole > _TWO_63:
+            raise invalid
+        text = text[len(digits):]
+        fraction, scale, has_fraction_digits = 0, 1.0, False
+        if text.startswith("."):
+            text = text[1:]
+            fraction_digits = _leading_digits(text)
+            has_fraction_digits = bool(fraction_digits)
+            text = text[len(fraction_digits):]
+            # Go's leadingFraction stops accumulating once more digits could overflow an int64
+            for digit in fraction_digits:
+                if fraction > _INT64_MAX // 10 or fraction * 10 + int(digit) > _TWO_63:
+                    break
+                fraction = fraction * 10 + int(digit)
+                scale *= 10
+        if not digits and not has_fraction_digits:
+            raise invalid  # "." or ".s" alone
+        unit_end = 0
+        while unit_end < len(text) and text[unit_end] != "." and not "0" <= text[unit_end] <= "9":
+            unit_end += 1
+        unit_text, text = text[:unit_end], text[unit_end:]
+        if not unit_text:
+            raise GoDurationError(f"time: missing unit in duration {go_quote(original)}")
+        unit = _DURATION_UNITS.get(unit_text)
+        if unit is None:
+            raise GoDurationError(f"time: unknown unit {go_quote(unit_text)} in duration {go_quote(original)}")
+        if whole > _TWO_63 // unit:
+            raise invalid
+        value = whole * unit
+        if fraction:
+            # float64 arithmetic, as Go does: "1.1s" is 1100000000ns, "0.3333333333s" rounds down
+            value += int(float(fraction) * (float(unit) / scale))
+            if value > _TWO_63:
+                raise invalid
+        total += value
+        if total > _TWO_63:
+            raise invalid
+    if negative:
+        return -total
+    if total > _INT64_MAX:
+        raise invalid
+    return total
+
+
+def _leading_digits(text: str) -> str:
+    end = 0
+    while end < len(text) and "0" <= text[end] <= "9":
+        end += 1
+    return text[:end]

@@ -36,10 +36,34 @@ class Validation:
     allowed: bool
     causes: list[Any] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    plugins: list[Any] = field(default_factory=list)  # PluginReview per Plugin, in file order
+    has_workload: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "causes": [c.to_json() for c in self.causes],
+        data = {"allowed": self.allowed, "causes": [c.to_json() for c in self.causes],
                 "findings": [f.to_json() for f in self.findings]}
+        if self.plugins:
+            data["plugins"] = [p.to_json() for p in self.plugins]
+        return data
+
+
+def has_workload(manifests: Manifests) -> bool:
+    return bool(manifests.vms or manifests.vmis)
+
+
+def plugin_reviews(manifests: Manifests, profile: Profile) -> list[Any]:
+    """KubeVirt's answer to creating each Plugin; a version without the resource is bad input."""
+    from netbind.admission import PluginNotServed, validate_plugin
+    from netbind.api.loading import ManifestError
+
+    config = configuration(manifests)
+    reviews = []
+    for plugin in manifests.plugins:
+        try:
+            reviews.append(validate_plugin(plugin, config, profile))
+        except PluginNotServed as exc:
+            raise ManifestError(str(exc), file=manifests.sources.get(id(plugin))) from None
+    return reviews
 
 
 def controller_findings(manifests: Manifests, profile: Profile) -> list[Finding]:
@@ -62,8 +86,16 @@ def controller_findings(manifests: Manifests, profile: Profile) -> list[Finding]
 
 
 def validate(manifests: Manifests, profile: Profile) -> Validation:
+    """Admission of the VM/VMI (and what virt-controller refuses later) and of each Plugin.
+
+    A manifest set of Plugins alone is judged without a workload.
+    """
     from netbind.admission import validate_network
 
+    plugins = plugin_reviews(manifests, profile)
+    plugins_allowed = all(p.allowed for p in plugins)
+    if manifests.plugins and not has_workload(manifests):
+        return Validation(allowed=plugins_allowed, plugins=plugins, has_workload=False)
     workload = manifests.workload
     config = configuration(manifests)
     if isinstance(workload, VirtualMachine):
@@ -75,7 +107,8 @@ def validate(manifests: Manifests, profile: Profile) -> Validation:
         annotations = workload.annotations
     causes = validate_network(spec, config, profile=profile, field=manifests.field_prefix,
                               creation=True, annotations=annotations)
-    return Validation(allowed=not causes, causes=causes, findings=controller_findings(manifests, profile))
+    return Validation(allowed=not causes and plugins_allowed, causes=causes,
+                      findings=controller_findings(manifests, profile), plugins=plugins)
 
 
 def admission_review(manifests: Manifests, profile: Profile, uid: str = "") -> dict[str, Any]:
@@ -123,10 +156,13 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
                                     multus_networks_annotation, network_memory_overhead)
 
     config = configuration(manifests)
+    validation = validate(manifests, profile)
+    if not validation.has_workload:
+        return {"kubevirtVersion": profile.name, "allowed": validation.allowed,
+                "plugins": explain_plugins(validation.plugins, manifests, profile)}
     vmi = manifests.vmi
     decoded = profile.decoded(vmi)
     registry = config.bindings
-    validation = validate(manifests, profile)
     scheme = naming.hashed_scheme(decoded.spec.network_list)
     attachments = bindings.domain_attachment_by_interface_name(decoded, config)
     methods = bindings.binding_migration_method_by_interface_name(decoded, config)
@@ -186,13 +222,15 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
                               "and no sidecar, so the guest gets no NIC for it")
         if iface.name in methods:
             item["migration"] = methods[iface.name] or "migratable (no method)"
+        if iface.binding and _is_passt_plugin(iface.binding.name, entry) and profile.knows("PasstBinding"):
+            item["notes"] = [_passt_core_binding_note(profile.gate_enabled(config, "PasstBinding"))]
         interfaces.append(item)
 
     migratability = bindings.verify_vmi_migratable(vmi, config, profile)
     result: dict[str, Any] = {
         "vmi": f"{vmi.namespace}/{vmi.metadata.name}",
         "kubevirtVersion": profile.name,
-        "allowed": validation.allowed,
+        "allowed": not validation.causes,
         "interfaces": interfaces,
         "multusNetworks": multus,
         "sidecars": len(sidecars),
@@ -205,11 +243,77 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
         result["memoryOverhead"] = str(memory_overhead(decoded, config, profile=profile))
     except RenderError:
         pass
+    if manifests.plugins:
+        result["plugins"] = explain_plugins(validation.plugins, manifests, profile,
+                                            legacy_sidecars=_annotation_sidecar_count(decoded) + len(sidecars))
     missing = _missing_nads(manifests, decoded, config)
     if missing:
         result["notes"] = [f"NetworkAttachmentDefinition {n} is not in the given manifests: Multus fails "
                            "the pod sandbox unless it exists in the cluster" for n in missing]
     return result
+
+
+PASST_SIDECAR_IMAGE_MARK = "network-passt-binding"
+
+
+def _is_passt_plugin(name: str, entry: Any) -> bool:
+    return name == "passt" or bool(entry and entry.sidecar_image and PASST_SIDECAR_IMAGE_MARK in entry.sidecar_image)
+
+
+def _passt_core_binding_note(enabled: bool) -> str:
+    # Facts from KubeVirt main: featuregate/passt.go (PasstIPStackMigration, Discontinued since v1.8),
+    # network/resources/memory.go (250Mi), network/passt/repair.go (passt-repair for passtBinding only).
+    state = "on here" if enabled else "off here (listed in disabledFeatureGates)"
+    return ("KubeVirt has a core passtBinding (Beta feature gate PasstBinding, on by default since v1.9; "
+            f"{state}): replace `binding: {{name: passt}}` with `passtBinding: {{}}`. It works on the pod "
+            "network only, adds 250Mi to the compute container's memory overhead, and migrates with "
+            "passt-repair keeping the guest's connections; the passt plugin lost that seamless migration in "
+            "v1.8 (its PasstIPStackMigration gate is discontinued, KubeVirt points to the core binding). "
+            "Changing an interface's binding takes a VM restart.")
+
+
+def explain_plugins(reviews: list[Any], manifests: Manifests, profile: Profile,
+                    legacy_sidecars: int = 0) -> dict[str, Any]:
+    """Each Plugin's admission, and the domain hooks virt-launcher runs, in its order."""
+    from netbind.controller.pod import PLUGIN_SOCKETS_DIR, plugin_sockets_enabled
+    from netbind.launcher.plugin_hooks import CEL_NOT_EVALUATED, domain_hook_plan
+
+    config = configuration(manifests)
+    by_name = {p.metadata.name: p for p in manifests.plugins}
+    admitted = [by_name[r.plugin] for r in reviews if r.allowed]
+    plan = domain_hook_plan(admitted)
+    items = []
+    for review in reviews:
+        plugin = by_name[review.plugin]
+        spec = plugin.spec
+        item: dict[str, Any] = {
+            "name": review.plugin,
+            "admitted": review.allowed,
+            "message": review.message,
+            "causes": [c.to_json() for c in review.causes],
+            "warnings": [w.api_server_text for w in review.warnings],
+            "domainHooks": len(spec.domain_hooks or []),
+            "nodeHooks": len(spec.node_hooks or []),
+            "admissionReferences": sum(len(refs or []) for refs in (
+                spec.mutating_admission_policies, spec.validating_admission_policies,
+                spec.mutating_admission_webhooks, spec.validating_admission_webhooks)),
+        }
+        if review.uses_cel:
+            item["cel"] = CEL_NOT_EVALUATED
+        items.append(item)
+    notes = []
+    notes.append("plugin domain hooks run after the legacy OnDefineDomain chain "
+                 f"({legacy_sidecars} hook sidecar(s) here)")
+    if any(not r.allowed for r in reviews):
+        notes.append("a Plugin admission refuses does not exist in the cluster: its hooks do not run")
+    if plan and not plugin_sockets_enabled(config, profile):
+        notes.append(f"the Plugins feature gate is off: the launcher pod gets no {PLUGIN_SOCKETS_DIR} volume")
+    if any(p.spec.node_hooks for p in admitted):
+        notes.append("node hooks are virt-handler's: netbind does not call them")
+    if any(p.spec.mutating_admission_policies or p.spec.mutating_admission_webhooks for p in admitted):
+        notes.append("sidecar containers a referenced mutating policy/webhook injects into the launcher pod "
+                     "are not rendered by netbind")
+    return {"reviews": items, "domainHookOrder": [h.to_json() for h in plan], "notes": notes}
 
 
 def _annotation_sidecar_count(vmi: Any) -> int:

@@ -42,6 +42,20 @@ def validate(files: tuple[str, ...], version: str, output: str) -> None:
     sys.exit(EXIT_OK if result.allowed else EXIT_DENIED)
 
 
+def _print_plugin_review(console: Any, review: Any) -> None:
+    if review.allowed:
+        console.print(f"[green]allowed[/green]: KubeVirt admits Plugin {review.plugin}")
+    else:
+        console.print(f"[red]denied[/red]: KubeVirt rejects Plugin {review.plugin} ({len(review.causes)} cause(s))")
+        console.print(f"  [dim]the API server answers: {review.message}[/dim]")
+    for cause in review.causes:
+        where = cause.field or ", ".join(cause.where) or "spec"
+        kind = f", {cause.type}" if cause.type else ""
+        console.print(f"  {where}: {cause.message} [dim]({cause.source}{kind})[/dim]")
+    for warning in review.warnings:
+        console.print(f"[yellow]warning[/yellow]: {warning.api_server_text}")
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -51,8 +65,13 @@ def _console() -> Any:
 
 def _print_validation(result: Any, manifests: Any) -> None:
     console = _console()
+    for plugin in result.plugins:
+        _print_plugin_review(console, plugin)
+    if not result.has_workload:
+        return
     name = manifests.vmi.metadata.name
-    if result.allowed:
+    vmi_allowed = not result.causes
+    if vmi_allowed:
         console.print(f"[green]allowed[/green]: KubeVirt admits {name}")
     else:
         console.print(f"[red]denied[/red]: KubeVirt rejects {name} ({len(result.causes)} cause(s))")
@@ -158,10 +177,37 @@ def explain(files: tuple[str, ...], version: str, output: str) -> None:
     _print_explanation(data)
 
 
+def _print_plugins(console: Any, plugins: dict[str, Any]) -> None:
+    for item in plugins["reviews"]:
+        verdict = "[green]admitted[/green]" if item["admitted"] else "[red]rejected by admission[/red]"
+        console.print(f"\n[bold]Plugin {item['name']}[/bold]: {verdict} ({item['domainHooks']} domain hook(s), "
+                      f"{item['nodeHooks']} node hook(s), {item['admissionReferences']} admission reference(s))")
+        if not item["admitted"]:
+            console.print(f"  {item['message']}")
+        for warning in item["warnings"]:
+            console.print(f"  [yellow]warning[/yellow]: {warning}")
+        if "cel" in item:
+            console.print(f"  [dim]note: {item['cel']}[/dim]")
+    console.print("\n[bold]domain hooks, in virt-launcher's order[/bold]")
+    if not plugins["domainHookOrder"]:
+        console.print("  none")
+    for position, hook in enumerate(plugins["domainHookOrder"], start=1):
+        target = hook.get("socketPath") or f"CEL {hook.get('expression', '')!r} (not applied by netbind)"
+        timeout = f", timeout {hook['timeoutSeconds']:g}s" if hook["kind"] == "sidecar" else ""
+        when = f", if {' && '.join(hook['conditions'])} (CEL, unknown here)" if hook.get("conditions") else ""
+        console.print(f"  {position}. {hook['plugin']} hook {hook['index']}: {hook['kind']} {target}, "
+                      f"failureStrategy {hook['failureStrategy']}{timeout}{when}")
+    for note in plugins["notes"]:
+        console.print(f"[dim]note: {note}[/dim]")
+
+
 def _print_explanation(data: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = _console()
+    if "vmi" not in data:  # Plugins only
+        _print_plugins(console, data["plugins"])
+        return
     verdict = "[green]admitted[/green]" if data["allowed"] else "[red]rejected by admission[/red]"
     console.print(f"[bold]{data['vmi']}[/bold] (KubeVirt {data['kubevirtVersion']}): {verdict}")
     for item in data["interfaces"]:
@@ -185,6 +231,8 @@ def _print_explanation(data: dict[str, Any]) -> None:
             table.add_row("migration", item["migration"])
         if item["state"] != "up":
             table.add_row("state", item["state"])
+        for note in item.get("notes", []):
+            table.add_row("note", note)
         console.print(f"\n[bold]interface {item['name']}[/bold]")
         console.print(table)
     console.print()
@@ -202,6 +250,8 @@ def _print_explanation(data: dict[str, Any]) -> None:
         console.print(f"LiveMigratable: [yellow]False[/yellow] ({cond['reason']}): {cond['message']}")
     for note in data.get("notes", []):
         console.print(f"[dim]note: {note}[/dim]")
+    if "plugins" in data:
+        _print_plugins(console, data["plugins"])
     if data["problems"]:
         console.print("\n[bold red]problems[/bold red]")
         for p in data["problems"]:

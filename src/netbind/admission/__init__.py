@@ -7,6 +7,7 @@ rendering the launcher pod: see ``netbind.review``.
 """
 from .causes import Cause, FieldPath
 from netbind.gocompat import MacAddressError, go_quote, is_ipv4, is_valid_port_name, parse_mac, parse_pci_address
+from .plugin import PluginCause, PluginNotServed, PluginReview, PluginWarning, validate_plugin
 from .network import validate_network, validate_network_creation, validate_network_spec
 from .schema import schema_causes
 from .webhook import (
@@ -19,6 +20,10 @@ from .webhook import (
 
 __all__ = [
     "Cause",
+    "PluginCause",
+    "PluginNotServed",
+    "PluginReview",
+    "PluginWarning",
     "FieldPath",
     "MacAddressError",
     "admission_response",
@@ -35,4 +40,5 @@ __all__ = [
     "validate_network",
     "validate_network_creation",
     "validate_network_spec",
+    "validate_plugin",
 ]

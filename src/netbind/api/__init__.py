@@ -7,6 +7,7 @@ from .models import (
     KubeVirtConfiguration,
     Network,
     NetworkAttachmentDefinition,
+    Plugin,
     VirtualMachine,
     VirtualMachineInstance,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Manifests",
     "Network",
     "NetworkAttachmentDefinition",
+    "Plugin",
     "VirtualMachine",
     "VirtualMachineInstance",
     "load_manifests",

@@ -1,7 +1,8 @@
 """Loading manifests from YAML/JSON files and folders, with errors that say where and what.
 
-A manifest set is what ``kubectl apply -f`` would get: a KubeVirt CR, NetworkAttachmentDefinitions
-and one VirtualMachine or VirtualMachineInstance, in any number of files and documents.
+A manifest set is what ``kubectl apply -f`` would get: a KubeVirt CR, NetworkAttachmentDefinitions,
+Plugins (plugin.kubevirt.io) and one VirtualMachine or VirtualMachineInstance, in any number of files
+and documents.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .models import (
+    PLUGIN_API_VERSION,
     KubeVirt,
     NetworkAttachmentDefinition,
+    Plugin,
     VirtualMachine,
     VirtualMachineInstance,
 )
@@ -26,7 +29,10 @@ KINDS: dict[str, tuple[str, type[BaseModel]]] = {
     "VirtualMachine": ("kubevirt.io/", VirtualMachine),
     "VirtualMachineInstance": ("kubevirt.io/", VirtualMachineInstance),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io/", NetworkAttachmentDefinition),
+    "Plugin": (PLUGIN_API_VERSION, Plugin),
 }
+# kinds whose group serves exactly one version: any other apiVersion is refused by the API server
+EXACT_API_VERSIONS = {"Plugin": PLUGIN_API_VERSION}
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -69,6 +75,7 @@ class Manifests:
     nads: list[NetworkAttachmentDefinition] = field(default_factory=list)
     vms: list[VirtualMachine] = field(default_factory=list)
     vmis: list[VirtualMachineInstance] = field(default_factory=list)
+    plugins: list[Plugin] = field(default_factory=list)
     sources: dict[int, str] = field(default_factory=dict)  # id(object) -> "file, document N"
 
     @property
@@ -194,6 +201,11 @@ def model_from_document(doc: Document) -> BaseModel:
             file=doc.file, document=doc.index, line=doc.lines.get(("kind",), doc.lines.get(())), field="kind")
     group, model = KINDS[kind]
     api_version = data.get("apiVersion")
+    exact = EXACT_API_VERSIONS.get(kind)
+    if exact is not None and api_version != exact:
+        raise ManifestError(f"apiVersion {api_version!r} does not serve {kind}; expected {exact}",
+                            file=doc.file, document=doc.index, kind=kind, field="apiVersion",
+                            line=doc.lines.get(("apiVersion",)))
     if not isinstance(api_version, str) or not api_version.startswith(group):
         raise ManifestError(f"apiVersion {api_version!r} does not serve {kind}; expected {group}v1",
                             file=doc.file, document=doc.index, kind=kind, field="apiVersion",
@@ -241,8 +253,24 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
                     manifests.kubevirt = obj
                 elif isinstance(obj, NetworkAttachmentDefinition):
                     manifests.nads.append(obj)
+                elif isinstance(obj, Plugin):
+                    _add_plugin(manifests, obj, doc)
                 elif isinstance(obj, VirtualMachine):
                     manifests.vms.append(obj)
                 else:
                     manifests.vmis.append(obj)
     return manifests
+
+
+def _add_plugin(manifests: Manifests, plugin: Plugin, doc: Document) -> None:
+    # a cluster-scoped object is known by its name alone: the API server requires one, and the
+    # socket-path policy and the launcher's ordering both use it
+    if not plugin.metadata.name:
+        raise ManifestError("a Plugin needs metadata.name (it is cluster-scoped; generateName is not "
+                            "resolved here)", file=doc.file, document=doc.index, kind="Plugin",
+                            field="metadata.name", line=doc.lines.get(("metadata",)))
+    if any(p.metadata.name == plugin.metadata.name for p in manifests.plugins):
+        raise ManifestError(f"a second Plugin named {plugin.metadata.name!r}; Plugin names are unique "
+                            "in a cluster", file=doc.file, document=doc.index, kind="Plugin",
+                            field="metadata.name", line=doc.lines.get(("metadata", "name")))
+    manifests.plugins.append(plugin)

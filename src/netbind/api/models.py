@@ -404,3 +404,69 @@ class NetworkAttachmentDefinition(KubeModel):
     @property
     def resource_name(self) -> str | None:
         return (self.metadata.annotations or {}).get("k8s.v1.cni.cncf.io/resourceName")
+
+
+# --- plugin.kubevirt.io/v1alpha1 Plugin (VEP 190, FG Plugins) --------------------------------------
+#
+# The CRD's schema checks only types, required members, minLength and minItems; enumerations
+# (failureStrategy, permittedHooks) and "exactly one of cel or sidecar" are left to KubeVirt's
+# ValidatingAdmissionPolicies, so they are plain strings here and judged in netbind.admission.plugin.
+
+PLUGIN_API_VERSION = "plugin.kubevirt.io/v1alpha1"
+
+
+class CELDomainHook(KubeModel):
+    expression: str = Field(min_length=1)
+
+
+class SidecarDomainHook(KubeModel):
+    socket_path: str = Field(min_length=1)
+
+
+class DomainHook(KubeModel):
+    """``spec.domainHooks[]``: exactly one of ``cel`` or ``sidecar`` (a policy checks it)."""
+
+    cel: CELDomainHook | None = None
+    sidecar: SidecarDomainHook | None = None
+    condition: str | None = None
+    failure_strategy: str | None = None  # "Fail" | "Ignore"; empty means the plugin's
+    timeout: str | None = None  # a metav1.Duration ("30s", "1m30s"); parsed by the webhook
+
+
+class NodeHook(KubeModel):
+    """``spec.nodeHooks[]``: called by virt-handler on the node (netbind does not call them)."""
+
+    socket: str = Field(min_length=1)
+    permitted_hooks: list[str] = Field(min_length=1)
+    condition: str | None = None
+    failure_strategy: str | None = None
+    timeout: str | None = None
+
+
+class AdmissionReference(KubeModel):
+    name: str = Field(min_length=1)
+
+
+class PluginSpec(KubeModel):
+    condition: str | None = None
+    failure_strategy: str | None = None  # "Fail" (the default) | "Ignore"
+    domain_hooks: list[DomainHook] | None = None
+    node_hooks: list[NodeHook] | None = None
+    mutating_admission_policies: list[AdmissionReference] | None = None
+    validating_admission_policies: list[AdmissionReference] | None = None
+    mutating_admission_webhooks: list[AdmissionReference] | None = None
+    validating_admission_webhooks: list[AdmissionReference] | None = None
+
+
+class Plugin(KubeModel):
+    """A cluster-scoped KubeVirt extension: domain hooks, node hooks, admission references."""
+
+    api_version: str = PLUGIN_API_VERSION
+    kind: Literal["Plugin"] = "Plugin"
+    metadata: ObjectMeta = ObjectMeta()
+    spec: PluginSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""

@@ -30,6 +30,9 @@ from .sidecars import HookSidecar, image_pull_policy, requested_sidecars
 NON_ROOT_UID = 107
 HOOK_SOCKETS_VOLUME = "hook-sidecar-sockets"
 HOOK_SOCKETS_DIR = "/var/run/kubevirt-hooks"
+# FG Plugins (VEP 190): Plugin sidecars' domain-hook sockets, /var/run/kubevirt-plugin/<plugin>/*.sock
+PLUGIN_SOCKETS_VOLUME = "kubevirt-plugin-sockets"
+PLUGIN_SOCKETS_DIR = "/var/run/kubevirt-plugin"
 NETWORK_INFO_VOLUME = "network-info-annotation"
 NETWORK_INFO_MOUNT = "/etc/podinfo"
 NETWORK_INFO_PATH = "network-info"
@@ -396,8 +399,13 @@ def _needs_network_info(vmi: VirtualMachineInstance, config: KubeVirtConfigurati
     return False
 
 
+def plugin_sockets_enabled(config: KubeVirtConfiguration, profile: Profile) -> bool:
+    """Whether virt-controller gives the pod the Plugin socket volume (FG Plugins; v1.9+ only)."""
+    return profile.knows("Plugins") and profile.gate_enabled(config, "Plugins")
+
+
 def _volumes_and_mounts(vmi: VirtualMachineInstance, config: KubeVirtConfiguration, sidecars: list,
-                        tpl: _Template) -> tuple[list[dict], list[dict]]:
+                        tpl: _Template, plugin_sockets: bool = False) -> tuple[list[dict], list[dict]]:
     volumes = [{"name": n, "emptyDir": {}} for n in
                ("private", "public", "sockets", "virt-bin-share-dir", "libvirt-runtime", "ephemeral-disks")]
     mounts = [{"name": "private", "mountPath": PRIVATE_DIR},
@@ -413,6 +421,10 @@ def _volumes_and_mounts(vmi: VirtualMachineInstance, config: KubeVirtConfigurati
     if sidecars:
         volumes.append({"name": HOOK_SOCKETS_VOLUME, "emptyDir": {}})
         mounts.append({"name": HOOK_SOCKETS_VOLUME, "mountPath": HOOK_SOCKETS_DIR})
+    if plugin_sockets:
+        # newVolumeRenderer: withPluginSocketVolume right after withSidecarVolumes, before hugepages
+        volumes.append({"name": PLUGIN_SOCKETS_VOLUME, "emptyDir": {}})
+        mounts.append({"name": PLUGIN_SOCKETS_VOLUME, "mountPath": PLUGIN_SOCKETS_DIR})
     if _hugepages_size(vmi) is not None:
         medium = {"medium": "HugePages"}
         volumes.append({"name": "hugepages", "emptyDir": dict(medium)})
@@ -545,7 +557,8 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
     command = ["/usr/bin/virt-launcher-monitor"] + (flags if tpl.args_in_command else [])
     args = [] if tpl.args_in_command else flags
 
-    volumes, compute_mounts = _volumes_and_mounts(vmi, config, sidecars, tpl)
+    volumes, compute_mounts = _volumes_and_mounts(vmi, config, sidecars, tpl,
+                                                  plugin_sockets=plugin_sockets_enabled(config, profile))
     compute_env = _xdg_env() if non_root else []
     if tpl.resource_env and network_resources:
         for net_name, resource_name in network_resources.items():
