@@ -216,8 +216,11 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
                        f"{pod_iface} keeping the pod address; " + how + "; no DHCP from KubeVirt")
             item["domain"] = how
         elif iface.binding and entry is not None:
+            plugin_hooks = _plugin_sidecar_hooks(manifests, validation)
             item["domain"] = (f"no core interface: the sidecar must add one with alias ua-{iface.name}"
                               if entry.sidecar_image else
+                              f"no core interface: a Plugin domain hook ({', '.join(plugin_hooks)}) must add one"
+                              f" with alias ua-{iface.name}" if plugin_hooks else
                               f"nothing: no domainAttachmentType ({entry.domain_attachment_type or 'unset'}) "
                               "and no sidecar, so the guest gets no NIC for it")
         if iface.name in methods:
@@ -270,6 +273,13 @@ def _passt_core_binding_note(enabled: bool) -> str:
             "passt-repair keeping the guest's connections; the passt plugin lost that seamless migration in "
             "v1.8 (its PasstIPStackMigration gate is discontinued, KubeVirt points to the core binding). "
             "Changing an interface's binding takes a VM restart.")
+
+
+def _plugin_sidecar_hooks(manifests: Manifests, validation: Validation) -> list[str]:
+    """The admitted Plugins with sidecar domain hooks (they may add what core leaves out)."""
+    admitted = {r.plugin for r in validation.plugins if r.allowed} if validation.plugins else set()
+    return sorted({p.metadata.name for p in manifests.plugins if p.metadata.name in admitted
+                   and any(h.sidecar is not None for h in p.spec.domain_hooks or [])})
 
 
 def explain_plugins(reviews: list[Any], manifests: Manifests, profile: Profile,

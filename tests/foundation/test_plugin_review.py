@@ -108,7 +108,8 @@ def test_explain_example_shows_plan_cel_note_and_passt_note(tmp_path):
     assert "Plugin passt-plugin-api: admitted" in out
     assert ("1. passt-plugin-api hook 0: sidecar /var/run/kubevirt-plugin/passt-plugin-api/hook.sock, "
             "failureStrategy Fail, timeout 30s") in out
-    assert "after the legacy OnDefineDomain chain (1 hook sidecar(s) here)" in out
+    assert "after the legacy OnDefineDomain chain (0 hook sidecar(s) here)" in out   # no sidecarImage
+    assert "no core interface: a Plugin domain hook (passt-plugin-api) must add one with alias ua-passtnet" in out
     assert "core passtBinding" in out and "passtBinding: {}" in out and "250Mi" in out and "restart" in out
 
     for name in ("kubevirt.yaml", "vm.yaml", "nad.yaml"):

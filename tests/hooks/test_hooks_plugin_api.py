@@ -15,7 +15,8 @@ from netbind.hooks._app import PLUGIN_SOCKET_ENV
 from netbind.hooks.proto import api_plugins_v1alpha1_pb2 as pb2
 from netbind.hooks.proto import api_plugins_v1alpha1_pb2_grpc as pb2_grpc
 from netbind.launcher.hooks import HookManager
-from netbind.launcher.plugins import DomainHookCall, PluginHookError, apply_domain_hooks, mutate_domain
+from netbind.launcher.plugin_hooks import PlannedHook
+from netbind.launcher.plugins import PluginHookError, apply_domain_hooks, mutate_domain
 from netbind.testing.hooks import short_tempdir
 
 VMI = b'{"metadata": {"name": "vm", "namespace": "ns"}, "spec": {"domain": {"devices": {"interfaces": [' \
@@ -129,15 +130,19 @@ def _launcher_view(root: Path):
     return host_path
 
 
+def _sidecar(plugin: str, index: int, strategy: str, socket_path: str) -> PlannedHook:
+    return PlannedHook(plugin, index, "sidecar", strategy, 5.0, socket_path=socket_path)
+
+
 def test_pipeline_applies_hooks_in_order_and_ignores_what_may_fail(tmp_short):
     seen: list = []
     server = make_app(seen).serve(plugin_socket=tmp_short / "a-plugin" / "hook.sock")
     try:
         hooks = [
-            DomainHookCall("a-plugin", 0, "sidecar", "Fail", "/var/run/kubevirt-plugin/a-plugin/hook.sock", 5.0),
-            DomainHookCall("b-plugin", 0, "sidecar", "Ignore", "/var/run/kubevirt-plugin/b-plugin/none.sock", 5.0),
-            DomainHookCall("c-plugin", 0, "cel", "Ignore"),
-            DomainHookCall("d-plugin", 1, "sidecar", "Ignore", "/var/run/kubevirt-plugin/d-plugin/../a-plugin/hook.sock"),
+            _sidecar("a-plugin", 0, "Fail", "/var/run/kubevirt-plugin/a-plugin/hook.sock"),
+            _sidecar("b-plugin", 0, "Ignore", "/var/run/kubevirt-plugin/b-plugin/none.sock"),
+            PlannedHook("c-plugin", 0, "cel", "Ignore", 30.0, expression="Domain{}"),
+            _sidecar("d-plugin", 1, "Ignore", "/var/run/kubevirt-plugin/d-plugin/../a-plugin/hook.sock"),
         ]
         out, outcomes = apply_domain_hooks(hooks, DOMAIN, VMI, "Boot", host_path=_launcher_view(tmp_short),
                                            readiness=0.2)
@@ -156,11 +161,11 @@ def test_pipeline_fails_the_domain_for_a_failing_hook_whose_strategy_is_fail(tmp
     link = tmp_short / "p" / "link.sock"
     link.symlink_to(tmp_short / "p" / "hook.sock")
     try:
-        hooks = [DomainHookCall("p", 2, "sidecar", "Fail", "/var/run/kubevirt-plugin/p/hook.sock")]
+        hooks = [_sidecar("p", 2, "Fail", "/var/run/kubevirt-plugin/p/hook.sock")]
         with pytest.raises(PluginHookError, match="^plugin p hook 2 failed: MutateDomain RPC to p failed with "
                                                   "Unknown: refused on the target$"):
             apply_domain_hooks(hooks, DOMAIN, VMI, "MigrationTarget", host_path=_launcher_view(tmp_short))
-        hooks = [DomainHookCall("p", 0, "sidecar", "Fail", "/var/run/kubevirt-plugin/p/link.sock")]
+        hooks = [_sidecar("p", 0, "Fail", "/var/run/kubevirt-plugin/p/link.sock")]
         with pytest.raises(PluginHookError, match="is a symlink, which is not allowed"):
             apply_domain_hooks(hooks, DOMAIN, VMI, "Boot", host_path=_launcher_view(tmp_short))
         with pytest.raises(ValueError, match="invocation context 'Start'"):

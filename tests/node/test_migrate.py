@@ -200,3 +200,16 @@ def test_macvtap_example_is_migratable_for_kubevirt_but_refused_here_with_the_re
     assert refused.value.phase == "target pod" and "KubeVirt would migrate this VMI" in refused.value.message
     assert "lower device 'eth0'" in refused.value.message
     assert [p.netns for p in sandbox.list_pods(run.runtime)] == [result.pod.netns]
+
+
+def test_a_vm_wired_through_the_plugin_api_migrates_and_its_target_sidecar_gets_migration_target(run):
+    node, result, source_ip = _up(run, load_manifests([EXAMPLES / "plugin-api"]))
+    moved = migrate.migrate("vm-net-binding-passt", _options(run, wait=True))
+    target_ip = _pod_address(moved.target.netns)
+    assert moved.lease["ip"] == target_ip != source_ip
+    assert netcheck.exchange(node.netns, target_ip, 8080, "after-migration") == "after-migration"
+    # the target's Plugin sidecar: one MutateDomain, MigrationTarget; no hook API sidecar to shut down
+    log = (moved.target.names.logs_dir / "plugin-sidecar-passt-plugin-api.log").read_text()
+    calls = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"call"' in line]
+    assert [(c["hook"], c.get("invocationContext")) for c in calls] == [("MutateDomain", "MigrationTarget")]
+    assert moved.shutdown == {}

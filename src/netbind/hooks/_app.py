@@ -145,7 +145,7 @@ class App:
         # the audit compares the input as our serializer writes it, on its own thread
         self.audit.call(hook, version=version, vmi=ctx.vmi_name,
                         duration_s=time.perf_counter() - started, before=before, after=out,
-                        reserialize_before=self._define is not None)
+                        reserialize_before=self._define is not None, invocation_context=invocation_context)
         return out
 
     def cloud_init(self, cloud_init_data: bytes, vmi_json: bytes, version: str = "v1alpha3") -> bytes:

@@ -126,7 +126,8 @@ class AuditLog:
 
     def call(self, hook: str, *, version: str, vmi: str | None, duration_s: float,
              before: bytes | None = None, after: bytes | None = None,
-             error: str | None = None, code: str | None = None, reserialize_before: bool = False) -> None:
+             error: str | None = None, code: str | None = None, reserialize_before: bool = False,
+             invocation_context: str | None = None) -> None:
         """``before`` is the input, ``after`` the output; with ``reserialize_before`` the input is
         compared as the domain serializer writes it (parsed and written again on the writer's
         thread, off the reply path), so the record shows what a handler changed, not how lxml
@@ -135,6 +136,8 @@ class AuditLog:
             return
         fields: dict[str, Any] = {"hook": hook, "version": version, "vmi": vmi,
                                   "duration_ms": round(duration_s * 1000, 3)}
+        if invocation_context is not None:   # the Plugin API says why it calls
+            fields["invocationContext"] = invocation_context
         pair = None
         if error is not None:
             fields.update(status="error", code=code, error=error)

@@ -1,4 +1,5 @@
-"""virt-launcher's side of KubeVirt's Plugin API (VEP 190): domain hooks of ``Plugin`` resources.
+"""virt-launcher's side of KubeVirt's Plugin API (VEP 190): calling the domain hooks of ``Plugin``
+resources (the plan, pure, is ``netbind.launcher.plugin_hooks``).
 
 After the hook API's OnDefineDomain chain, KubeVirt main applies every Plugin's domain hooks
 (``pkg/virt-launcher/virtwrap/plugins/pipeline.go``): plugins in name order, hooks in declaration
@@ -14,19 +15,23 @@ The socket paths are the launcher's view; ``host_path`` maps one to where it is 
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
-PLUGIN_SOCKETS_DIR = "/var/run/kubevirt-plugin"
+from netbind.launcher.plugin_hooks import (
+    DEFAULT_SIDECAR_CALL_TIMEOUT_SECONDS as CALL_TIMEOUT,
+    PLUGIN_SOCKET_BASE_DIR,
+    SIDECAR_DIAL_TIMEOUT_SECONDS as DIAL_TIMEOUT,
+    SIDECAR_READINESS_TIMEOUT_SECONDS as READINESS_TIMEOUT,
+    PlannedHook,
+    socket_path_outside_plugin_dir,
+)
+
 DOMAIN_TYPE = "libvirt"
-READINESS_TIMEOUT = 30.0   # sidecarReadinessTimeout
 READINESS_POLL = 0.5
-DIAL_TIMEOUT = 5.0         # sidecarDialTimeoutSeconds
-CALL_TIMEOUT = 30.0        # defaultSidecarCallTimeout
 INVOCATION_CONTEXTS = ("Boot", "MigrationSource", "MigrationTarget")
 
 
@@ -34,22 +39,9 @@ class PluginHookError(RuntimeError):
     """A domain hook failed and its failure strategy is Fail: the domain is not defined."""
 
 
-@dataclass(frozen=True)
-class DomainHookCall:
-    """One domain hook as the launcher runs it (built from the Plugin resources by netbind.api)."""
-
-    plugin: str
-    index: int                 # its position in the Plugin's domainHooks
-    kind: str                  # "sidecar" | "cel"
-    failure_strategy: str      # "Fail" | "Ignore" (the hook's, else the plugin's, else Fail)
-    socket_path: str | None = None
-    timeout: float = CALL_TIMEOUT
-    conditions: tuple[str, ...] = ()   # the plugin's and the hook's CEL conditions, if any
-
-
 @dataclass
 class HookOutcome:
-    hook: DomainHookCall
+    hook: PlannedHook
     status: str                # "applied" | "ignored"
     detail: str
     duration_ms: float = 0.0
@@ -57,15 +49,15 @@ class HookOutcome:
 
 def validate_socket_path(socket_path: str, plugin: str, host_path: Callable[[str], Path]) -> None:
     """validateSocketPath: exists, is not a symlink, and cleans to a path under the plugin's dir."""
-    plugin_dir = f"{PLUGIN_SOCKETS_DIR}/{plugin}/"
     try:
         info = os.lstat(host_path(socket_path))
     except OSError as exc:
         raise PluginHookError(f"invalid socket path: stat socket path {socket_path!r}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(info.st_mode):
         raise PluginHookError(f"invalid socket path: socket path {socket_path!r} is a symlink, which is not allowed")
-    if not posixpath.normpath(socket_path).startswith(plugin_dir):
-        raise PluginHookError(f"invalid socket path: socket path {socket_path!r} is outside {plugin_dir}")
+    outside = socket_path_outside_plugin_dir(socket_path, plugin)
+    if outside:
+        raise PluginHookError(f"invalid socket path: {outside}")
 
 
 def wait_for_socket(socket_path: str, host_path: Path, deadline: float, readiness: float) -> None:
@@ -104,7 +96,7 @@ def mutate_domain(socket: Path, plugin: str, domain_xml: bytes, vmi_json: bytes,
         channel.close()
 
 
-def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
+def apply_domain_hooks(hooks: Sequence[PlannedHook], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
                        *, host_path: Callable[[str], Path] = Path, readiness: float = READINESS_TIMEOUT
                        ) -> tuple[bytes, list[HookOutcome]]:
     """ApplyDomainHooks over ``hooks`` (already in the launcher's order): the final domain XML and
@@ -119,7 +111,7 @@ def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_j
         started = time.perf_counter()
         deadline = time.monotonic() + readiness  # per hook, as the launcher sets it
         try:
-            if hook.conditions or hook.kind == "cel":
+            if hook.has_cel:
                 what = "its condition" if hook.kind != "cel" else "a CEL hook"
                 raise PluginHookError(f"{what} is CEL, which netbind does not evaluate (KubeVirt types it over"
                                       " Go's libvirtxml and VMI structs)")
@@ -127,7 +119,7 @@ def apply_domain_hooks(hooks: Sequence[DomainHookCall], domain_xml: bytes, vmi_j
             wait_for_socket(socket_path, host_path(socket_path), deadline, readiness)
             validate_socket_path(socket_path, hook.plugin, host_path)
             result = mutate_domain(host_path(socket_path), hook.plugin, current, vmi_json, invocation_context,
-                                   hook.timeout)
+                                   hook.timeout_seconds)
             try:
                 _check_domain_xml(result)
             except HookClientError as exc:
@@ -148,11 +140,5 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def plugin_socket_dirs(hooks: Iterable[DomainHookCall]) -> list[str]:
-    """The plugin directories the launcher pod's socket volume must hold (one per plugin)."""
-    return sorted({f"{PLUGIN_SOCKETS_DIR}/{h.plugin}" for h in hooks if h.kind == "sidecar"})
-
-
-__all__ = ["CALL_TIMEOUT", "DIAL_TIMEOUT", "DomainHookCall", "HookOutcome", "INVOCATION_CONTEXTS",
-           "PLUGIN_SOCKETS_DIR", "PluginHookError", "READINESS_TIMEOUT", "apply_domain_hooks", "mutate_domain",
-           "plugin_socket_dirs", "validate_socket_path"]
+__all__ = ["HookOutcome", "INVOCATION_CONTEXTS", "PluginHookError", "apply_domain_hooks", "mutate_domain",
+           "validate_socket_path"]

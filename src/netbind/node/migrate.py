@@ -54,6 +54,7 @@ class MigrateOptions:
     wait_timeout: float = 60.0
     runtime: Path | None = None
     socket_timeout: float = SOCKET_TIMEOUT
+    plugin_socket_timeout: float = 30.0   # for each Plugin sidecar's socket (virt-launcher: 30 s)
     # fault injection for tests and drills: runs with the target pod once it is ready, before the transfer
     before_transfer: Callable[[sandbox.Pod], None] | None = None
 
@@ -130,7 +131,7 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         _refuse_shared_lower_devices(pod_manifest, manifests, vmi)
         from netbind.node import plugins as pluginsmod
         try:
-            plugin_plan = pluginsmod.plan_for(manifests, config, profile)
+            plugin_plan = pluginsmod.plan_for(manifests)
         except pluginsmod.PluginSetupError as exc:
             raise MigrationError(str(exc), phase="target pod") from None
         sidecarmod.inject_plugin_sidecars(pod_manifest, plugin_plan.sockets, plugin_plan.images)
@@ -252,7 +253,8 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
             trace: list = []
             manager.on_define_domain(incoming.encode(), vmi_json, trace=trace)   # side effects only
             if plugin_plan:   # the target launcher's MigrationTarget call, on the incoming domain too
-                _, outcomes = pluginsmod.define(target, plugin_plan, incoming.encode(), vmi_json, "MigrationTarget")
+                _, outcomes = pluginsmod.define(target, plugin_plan, incoming.encode(), vmi_json, "MigrationTarget",
+                                                readiness=options.plugin_socket_timeout)
         except HookClientError as exc:
             raise UpError(f"executing custom preStart hooks failed: {exc}",
                           details="\n".join(r.log_tail() for r in records)) from None

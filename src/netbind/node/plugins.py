@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from netbind.launcher.plugins import DomainHookCall, HookOutcome, apply_domain_hooks
+from netbind.launcher.plugin_hooks import SIDECAR_READINESS_TIMEOUT_SECONDS as READINESS_TIMEOUT, PlannedHook
+from netbind.launcher.plugins import HookOutcome, apply_domain_hooks
 from netbind.node import sandbox
 from netbind.node import sidecars as sidecarmod
 
@@ -21,7 +22,7 @@ class PluginSetupError(RuntimeError):
 
 @dataclass
 class PluginWiring:
-    hooks: list[DomainHookCall] = field(default_factory=list)   # in the launcher's order
+    hooks: list[PlannedHook] = field(default_factory=list)   # in the launcher's order
     sockets: dict[str, str] = field(default_factory=dict)        # plugin -> the socketPath its sidecar serves
     images: dict[str, str] = field(default_factory=dict)         # plugin -> its sidecar's image
     notes: list[str] = field(default_factory=list)
@@ -30,7 +31,7 @@ class PluginWiring:
         return bool(self.hooks)
 
 
-def wiring(plugins: Sequence, hooks: Sequence[DomainHookCall]) -> PluginWiring:
+def wiring(plugins: Sequence, hooks: Sequence[PlannedHook]) -> PluginWiring:
     """Which sidecar each plugin needs (pure): one per plugin with sidecar hooks, serving one socket."""
     by_name = {p.metadata.name: p for p in plugins}
     result = PluginWiring(hooks=list(hooks))
@@ -59,25 +60,21 @@ def wiring(plugins: Sequence, hooks: Sequence[DomainHookCall]) -> PluginWiring:
     return result
 
 
-def define(pod: sandbox.Pod, plan: PluginWiring, domain_xml: bytes, vmi_json: bytes, invocation_context: str
-           ) -> tuple[bytes, list[HookOutcome]]:
+def define(pod: sandbox.Pod, plan: PluginWiring, domain_xml: bytes, vmi_json: bytes, invocation_context: str,
+           readiness: float = READINESS_TIMEOUT) -> tuple[bytes, list[HookOutcome]]:
     """The launcher's ApplyDomainHooks in this pod (socket paths mapped onto its volume)."""
-    return apply_domain_hooks(plan.hooks, domain_xml, vmi_json, invocation_context,
+    return apply_domain_hooks(plan.hooks, domain_xml, vmi_json, invocation_context, readiness=readiness,
                               host_path=lambda path: sidecarmod.plugin_socket_host_path(pod, path))
 
 
-def plan_for(manifests, config, profile) -> PluginWiring:
-    """The Plugins of ``manifests`` as the launcher gets them: each admitted (or the run refused,
-    naming why), their domain hooks in order, their sidecars."""
+def plan_for(manifests) -> PluginWiring:
+    """The (admitted) Plugins of ``manifests`` as the launcher gets them: their domain hooks in
+    order and their sidecars. Admission is ``netbind.review.validate``'s, before this."""
     if not manifests.plugins:
         return PluginWiring()
-    from netbind.admission.plugin import CEL_NOT_EVALUATED, domain_hook_calls, review_plugin
+    from netbind.launcher.plugin_hooks import CEL_NOT_EVALUATED, domain_hook_plan
 
-    for plugin in manifests.plugins:
-        review = review_plugin(plugin, config, profile)
-        if not review.allowed:
-            raise PluginSetupError(f"Plugin {review.name or '(no name)'} is not admitted: " + "; ".join(review.lines()))
-    plan = wiring(manifests.plugins, domain_hook_calls(manifests.plugins))
-    if any(h.kind == "cel" or h.conditions for h in plan.hooks):
+    plan = wiring(manifests.plugins, domain_hook_plan(manifests.plugins))
+    if any(h.has_cel for h in plan.hooks):
         plan.notes.append(f"Plugin API: {CEL_NOT_EVALUATED}")
     return plan

@@ -85,6 +85,7 @@ class UpOptions:
     runtime: Path | None = None
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
+    plugin_socket_timeout: float = 30.0      # for each Plugin sidecar's socket (virt-launcher: 30 s)
     passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
     sidecars: str | None = None              # auto|container|process (default $NETBIND_SIDECARS, else auto)
 
@@ -266,12 +267,13 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         checked = validate(manifests, profile)
         vmi = profile.decoded(manifests.vmi)
         if not checked.allowed:
-            causes = "; ".join(f"{c.field}: {c.message}" for c in checked.causes)
+            causes = "; ".join([f"{c.field}: {c.message}" for c in checked.causes]
+                               + [f"Plugin {r.plugin}: {r.message}" for r in checked.plugins if not r.allowed])
             raise UpError(f"admission denied {vmi.metadata.name}: {causes}", phase="validate")
         config = configuration(manifests)
         from netbind.node import plugins as pluginsmod
         try:
-            plugin_plan = pluginsmod.plan_for(manifests, config, profile)
+            plugin_plan = pluginsmod.plan_for(manifests)
         except pluginsmod.PluginSetupError as exc:
             raise UpError(str(exc), phase="validate") from None
         info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
@@ -414,7 +416,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             """SetDomainSpecStrWithHooks: the hook API's chain, then the Plugins' domain hooks."""
             out = manager.on_define_domain(xml, vmi_json, trace=trace)
             if plugin_plan:
-                out, outcomes = pluginsmod.define(pod, plugin_plan, out, vmi_json, "Boot")
+                out, outcomes = pluginsmod.define(pod, plugin_plan, out, vmi_json, "Boot",
+                                                  readiness=options.plugin_socket_timeout)
                 plugin_outcomes.extend(outcomes)
             return out
 
