@@ -26,13 +26,13 @@ from .errors import RenderError
 from .memory import (is_cpu_dedicated, launcher_memory_overhead, _network_memory, vcpu_count,
                      wants_guaranteed_qos)
 from .sidecars import HookSidecar, image_pull_policy, requested_sidecars
+from netbind.launcher.plugin_hooks import PLUGIN_SOCKET_BASE_DIR as PLUGIN_SOCKETS_DIR
 
 NON_ROOT_UID = 107
 HOOK_SOCKETS_VOLUME = "hook-sidecar-sockets"
 HOOK_SOCKETS_DIR = "/var/run/kubevirt-hooks"
 # FG Plugins (VEP 190): Plugin sidecars' domain-hook sockets, /var/run/kubevirt-plugin/<plugin>/*.sock
 PLUGIN_SOCKETS_VOLUME = "kubevirt-plugin-sockets"
-PLUGIN_SOCKETS_DIR = "/var/run/kubevirt-plugin"
 NETWORK_INFO_VOLUME = "network-info-annotation"
 NETWORK_INFO_MOUNT = "/etc/podinfo"
 NETWORK_INFO_PATH = "network-info"

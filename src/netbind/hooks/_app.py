@@ -18,7 +18,6 @@ PRE_CLOUD_INIT_ISO = "PreCloudInitIso"
 SHUTDOWN = "Shutdown"
 MUTATE_DOMAIN = "MutateDomain"  # the Plugin API's hook (kubevirt.hooks.plugins.v1alpha1)
 PLUGIN_API_VERSION = "v1alpha1"
-INVOCATION_CONTEXTS = ("Boot", "MigrationSource", "MigrationTarget")
 PLUGIN_SOCKET_ENV = "NETBIND_PLUGIN_SOCKET"  # where the Plugin API is served, when no flag says
 VERSIONS = ("v1alpha3", "v1alpha2", "v1alpha1")  # preference order, newest first
 

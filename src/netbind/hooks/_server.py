@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from netbind.hooks import _grpc, _wire
-from netbind.hooks._app import PLUGIN_API_VERSION, PLUGIN_SOCKET_ENV, App, HookError, InvalidInput, describe_error
+from netbind.hooks._app import PLUGIN_API_VERSION, App, HookError, InvalidInput, describe_error
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -235,4 +235,4 @@ def run_until_stopped(app: App, socket_path: Path | None, plugin_socket: Path | 
     return 0
 
 
-__all__ = ["SidecarServer", "SocketError", "run_until_stopped", "HookError", "PLUGIN_SOCKET_ENV"]
+__all__ = ["SidecarServer", "SocketError", "run_until_stopped", "HookError"]

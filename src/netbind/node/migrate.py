@@ -34,7 +34,7 @@ from netbind.node import sidecars as sidecarmod
 from netbind.node.images import ImageMap, ImageMapError
 from netbind.node.journal import UndoError
 from netbind.node.runtime import (
-    POD_CONSOLE, POD_SEEDED_INITRD, SOCKET_TIMEOUT, STATE_FILE, Progress, UpError, _Clock, _Silent, _tail,
+    PLUGIN_SOCKET_TIMEOUT, POD_CONSOLE, POD_SEEDED_INITRD, SOCKET_TIMEOUT, STATE_FILE, Progress, UpError, _Clock, _Silent, _tail,
     attach_pod_networks, await_hook_sockets, current_vmi, load_state, manifests_of, node_name, passt_nics_of,
     publish_network_status, start_passt, start_sidecars, _domain_phase, confine_compute, describe_sidecars,
 )
@@ -54,7 +54,7 @@ class MigrateOptions:
     wait_timeout: float = 60.0
     runtime: Path | None = None
     socket_timeout: float = SOCKET_TIMEOUT
-    plugin_socket_timeout: float = 30.0   # for each Plugin sidecar's socket (virt-launcher: 30 s)
+    plugin_socket_timeout: float = PLUGIN_SOCKET_TIMEOUT   # for each Plugin sidecar's socket
     # fault injection for tests and drills: runs with the target pod once it is ready, before the transfer
     before_transfer: Callable[[sandbox.Pod], None] | None = None
 
@@ -135,7 +135,7 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
         except pluginsmod.PluginSetupError as exc:
             raise MigrationError(str(exc), phase="target pod") from None
         sidecarmod.inject_plugin_sidecars(pod_manifest, plugin_plan.sockets, plugin_plan.images)
-        containers = [c for c in pod_manifest["spec"]["containers"] if sidecarmod.is_sidecar_container(c["name"])]
+        containers = sidecarmod.sidecar_containers(pod_manifest)
         images = options.images or ImageMap(**state["images"])
         try:
             # the target runs its sidecars the way the source does (containers or processes)
@@ -242,7 +242,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         confine_compute(target, pod_manifest, target_lv.record.pid, None)
         info["detail"] = f"{describe_sidecars(records)}, libvirtd pid {target_lv.record.pid}"
     with clock.phase("target hooks") as info:
-        hook_records = [r for r in records if sidecarmod.serves_hook_api(r.name)]
+        hook_records = sidecarmod.hook_api_sidecars(records)
         await_hook_sockets(target, hook_records, options.socket_timeout)
         incoming = source_lv.domain(domain_name).XMLDesc(_migratable_flag())
         vmi_json = json.dumps(current_vmi(source)).encode()

@@ -31,6 +31,7 @@ from netbind import _iproute as iproute
 from netbind.api.loading import Manifests
 from netbind.api.models import VirtualMachineInstance
 from netbind.api.versions import LATEST, Profile
+from netbind.launcher.plugin_hooks import SIDECAR_READINESS_TIMEOUT_SECONDS
 from netbind.node import guest as guestmod
 from netbind.node import host as hostmod
 from netbind.node import handler, multus, paths, procs, sandbox, status
@@ -42,6 +43,7 @@ NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 STATE_FILE = "runtime.json"
 SOCKET_TIMEOUT = 20.0
+PLUGIN_SOCKET_TIMEOUT = SIDECAR_READINESS_TIMEOUT_SECONDS   # virt-launcher waits 30 s per Plugin socket
 DEFAULT_WAIT = 90.0
 # Paths inside the pod (its libvirtd's private mounts), so that the domain XML names the same paths
 # in every pod of the VMI and a migrated QEMU finds the target pod's own files there.
@@ -85,7 +87,7 @@ class UpOptions:
     runtime: Path | None = None
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
-    plugin_socket_timeout: float = 30.0      # for each Plugin sidecar's socket (virt-launcher: 30 s)
+    plugin_socket_timeout: float = PLUGIN_SOCKET_TIMEOUT   # for each Plugin sidecar's socket
     passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
     sidecars: str | None = None              # auto|container|process (default $NETBIND_SIDECARS, else auto)
 
@@ -287,7 +289,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             raise UpError(f"virt-controller: {exc.sync_message} (Synchronized=False, reason FailedCreate);"
                           " nothing was created", phase="render", vmi=failed) from None
         injected = sidecarmod.inject_plugin_sidecars(pod_manifest, plugin_plan.sockets, plugin_plan.images)
-        sidecar_containers = [c for c in pod_manifest["spec"]["containers"] if sidecarmod.is_sidecar_container(c["name"])]
+        sidecar_containers = sidecarmod.sidecar_containers(pod_manifest)
         annotations = pod_manifest["metadata"].get("annotations", {})
         info["detail"] = f"launcher pod with {len(sidecar_containers) - len(injected)} hook sidecar(s)" + (
             f" and {len(injected)} Plugin sidecar(s) injected ({', '.join(injected)})" if injected else "")
@@ -407,7 +409,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
-        hook_records = [r for r in records if sidecarmod.serves_hook_api(r.name)]
+        hook_records = sidecarmod.hook_api_sidecars(records)
         await_hook_sockets(pod, hook_records, options.socket_timeout)
         manager = HookManager(pod.names.hooks_dir, poll_period=0.02)
         plugin_outcomes: list = []

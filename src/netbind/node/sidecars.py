@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from netbind.controller.pod import PLUGIN_SOCKETS_DIR, PLUGIN_SOCKETS_VOLUME
+from netbind.hooks._app import PLUGIN_SOCKET_ENV   # where netbind.hooks.App serves MutateDomain
 from netbind.node import containers, procs, sandbox
 from netbind.node.images import ImageMap, ImageMapError, SidecarImage
 
 ENV_VAR = "NETBIND_SIDECARS"
 MODES = ("auto", "container", "process")
 HOOK_SOCKETS_VOLUME = "hook-sidecar-sockets"
-PLUGIN_SOCKETS_VOLUME = "kubevirt-plugin-sockets"   # KubeVirt's emptyDir for Plugin API sockets
-PLUGIN_SOCKETS_TARGET = "/var/run/kubevirt-plugin"
 # On a cluster the admin's admission policy injects a Plugin's sidecar into the launcher pod; this
 # annotation on the Plugin names the image netbind injects in its place (resolved by the image map)
 PLUGIN_SIDECAR_IMAGE_ANNOTATION = "netbind.io/sidecar-image"
-PLUGIN_SOCKET_ENV = "NETBIND_PLUGIN_SOCKET"          # where netbind.hooks.App serves MutateDomain
 
 
 class SidecarError(RuntimeError):
@@ -131,25 +130,30 @@ def inject_plugin_sidecars(pod_manifest: dict, plugin_sockets: Mapping[str, str]
             "env": [{"name": PLUGIN_SOCKET_ENV, "value": socket_path}],
             "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
                                 "seccompProfile": {"type": "RuntimeDefault"}, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": PLUGIN_SOCKETS_VOLUME, "mountPath": f"{PLUGIN_SOCKETS_TARGET}/{plugin}/",
+            "volumeMounts": [{"name": PLUGIN_SOCKETS_VOLUME, "mountPath": f"{PLUGIN_SOCKETS_DIR}/{plugin}/",
                               "subPath": plugin}],
         })
         added.append(name)
     return added
 
 
-def is_sidecar_container(name: str) -> bool:
+def sidecar_containers(pod_manifest: Mapping[str, Any]) -> list[dict]:
     """The pod's containers netbind runs beside compute: hook sidecars and injected Plugin sidecars."""
-    return name.startswith(("hook-sidecar-", "plugin-sidecar-"))
+    return [c for c in pod_manifest["spec"]["containers"] if c["name"].startswith(("hook-sidecar-", "plugin-sidecar-"))]
 
 
 def serves_hook_api(name: str) -> bool:
     return name.startswith("hook-sidecar-")
 
 
+def hook_api_sidecars(running: Sequence["RunningSidecar"]) -> list["RunningSidecar"]:
+    """The sidecars virt-launcher collects in its hooks directory (Plugin sidecars are not)."""
+    return [r for r in running if serves_hook_api(r.name)]
+
+
 def plugin_socket_host_path(pod: sandbox.Pod, launcher_path: str) -> Path:
     """Where the launcher's /var/run/kubevirt-plugin/... is on this machine: the pod's volume."""
-    relative = os.path.relpath(launcher_path, PLUGIN_SOCKETS_TARGET)
+    relative = os.path.relpath(launcher_path, PLUGIN_SOCKETS_DIR)
     if relative.startswith(".."):
         return Path(launcher_path)   # outside the volume: the launcher's path check names it
     return plugin_sockets_dir(pod) / relative
@@ -228,9 +232,9 @@ def start(pod: sandbox.Pod, choices: Sequence[SidecarChoice], pod_manifest: Mapp
             if mount["name"] == PLUGIN_SOCKETS_VOLUME:
                 # a process sees the whole volume at /var/run/kubevirt-plugin (a container gets its
                 # subPath only); the sockets land where the launcher looks either way
-                root = volume_dirs(pod, spec)[PLUGIN_SOCKETS_VOLUME]
+                root = plugin_sockets_dir(pod)
                 (root / mount.get("subPath", "")).mkdir(parents=True, exist_ok=True)
-                binds.append(procs.Bind(root, PLUGIN_SOCKETS_TARGET))
+                binds.append(procs.Bind(root, PLUGIN_SOCKETS_DIR))
         process_spec = pod.process_spec(choice.container, choice.process.argv, env=env,
                                         hooks_subdir=choice.container if serves_hook_api(choice.container) else None,
                                         podinfo=podinfo, binds=binds)
@@ -292,6 +296,6 @@ def recorded(pod: sandbox.Pod) -> list[tuple[str, int, int]]:
     out = []
     for entry in pod.journal.entries:
         name = entry.attrs.get("container", entry.name) if entry.kind == "container" else entry.name
-        if entry.kind in ("process", "container") and name.startswith("hook-sidecar-") and "pid" in entry.attrs:
+        if entry.kind in ("process", "container") and serves_hook_api(name) and "pid" in entry.attrs:
             out.append((name, entry.attrs["pid"], entry.attrs["starttime"]))
     return out
