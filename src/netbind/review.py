@@ -152,8 +152,9 @@ def _network_kind(net: Any) -> str:
 def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
     """A per-interface account of what KubeVirt does, plus pod-level effects and problems."""
     from netbind import bindings, naming
-    from netbind.controller import (RenderError, binding_sidecars, memory_overhead,
-                                    multus_networks_annotation, network_memory_overhead)
+    from netbind.controller import (RenderError, memory_overhead, multus_networks_annotation,
+                                    network_memory_overhead)
+    from netbind.controller.sidecars import plugin_sidecars
 
     config = configuration(manifests)
     validation = validate(manifests, profile)
@@ -169,9 +170,10 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
 
     sidecar_names: dict[str, str] = {}
     try:
-        sidecars = binding_sidecars(decoded, config, profile=profile)
+        # by binding name on every version (v1.4's rendered HookSidecar has no plugin-name field)
+        sidecars = plugin_sidecars(decoded, config, profile)
         for index, sidecar in enumerate(sidecars, start=_annotation_sidecar_count(decoded)):
-            sidecar_names[sidecar.get("networkBindingPluginName", sidecar.get("image", ""))] = f"hook-sidecar-{index}"
+            sidecar_names[sidecar.network_binding_plugin_name] = f"hook-sidecar-{index}"
     except RenderError:
         sidecars = []
     try:

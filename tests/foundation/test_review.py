@@ -88,10 +88,12 @@ def test_examples_are_admitted_and_explained(example):
     assert len(data["interfaces"]) == 1
 
 
-def test_explain_passt_tells_the_story():
-    result = CliRunner().invoke(cli, ["explain", "-f", "examples/passt"])
+@pytest.mark.parametrize("version", ["latest", "1.4"])
+def test_explain_passt_tells_the_story(version):
+    result = CliRunner().invoke(cli, ["explain", "-f", "examples/passt", "--kubevirt-version", version])
     assert result.exit_code == 0, result.output
     out = result.output
+    assert "?:" not in out  # v1.4's sidecars carry no plugin name: the container is still named
     assert "binding NAD default/netbindingpasst with cni-args.logicNetworkName=passtnet" in out
     assert "hook-sidecar-0: quay.io/kubevirt/network-passt-binding" in out
     assert "sidecar must add one with alias ua-passtnet" in out
