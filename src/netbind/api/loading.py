@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ._bounded import MAX_FILE_BYTES, BoundError, YAMLLoader, check_yaml, load_json, path_text, read_text
 from .models import (
     PLUGIN_API_VERSION,
     KubeVirt,
@@ -128,25 +129,34 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _yaml_lines(node: yaml.Node, path: tuple, out: dict[tuple, int]) -> None:
+def _yaml_lines(node: yaml.Node, path: tuple, out: dict[tuple, int], seen: set[int]) -> None:
     out[path] = node.start_mark.line + 1
+    if id(node) in seen:  # an alias: its target's lines are recorded where it is defined
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             out[path + (key.value,)] = key.start_mark.line + 1
-            _yaml_lines(value, path + (key.value,), out)
+            _yaml_lines(value, path + (key.value,), out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _yaml_lines(item, path + (i,), out)
+            _yaml_lines(item, path + (i,), out, seen)
 
 
 def parse_documents(text: str, file: str) -> list[Document]:
-    if file.endswith(".json"):
-        try:
-            return [Document(json.loads(text), file, 1)]
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=file, line=exc.lineno) from None
+    """The documents of a file's text, within the API server's bounds (see ``_bounded``)."""
+    try:
+        if file.endswith(".json"):
+            try:
+                return [Document(load_json(text), file, 1)]
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=file,
+                                    line=exc.lineno) from None
+        check_yaml(text)
+    except BoundError as exc:
+        raise ManifestError(exc.message, file=file, line=exc.line) from None
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    loader = YAMLLoader(text)
     try:
         index = 0
         while loader.check_node():
@@ -155,8 +165,13 @@ def parse_documents(text: str, file: str) -> list[Document]:
             if node is None:
                 continue
             lines: dict[tuple, int] = {}
-            _yaml_lines(node, (), lines)
-            docs.append(Document(loader.construct_document(node), file, index, lines))
+            _yaml_lines(node, (), lines, set())
+            try:
+                data = loader.construct_document(node)
+            except ValueError as exc:  # a scalar Python cannot hold: !!timestamp 2024-02-30, a 5,000-digit int
+                raise ManifestError(f"not valid YAML: {exc}", file=file, document=index,
+                                    line=node.start_mark.line + 1) from None
+            docs.append(Document(data, file, index, lines))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -167,13 +182,6 @@ def parse_documents(text: str, file: str) -> list[Document]:
     return [d for d in docs if d.data is not None]
 
 
-def _path_text(loc: Iterable[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _explain(error: dict[str, Any]) -> str:
     msg = error["msg"]
     kind = error["type"]
@@ -181,6 +189,8 @@ def _explain(error: dict[str, Any]) -> str:
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
     got = error.get("input")
     if kind.endswith("_type") or kind == "model_type":
         shown = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)
@@ -222,7 +232,7 @@ def model_from_document(doc: Document) -> BaseModel:
         line = doc.lines.get(tuple(loc), doc.lines.get(tuple(loc[:-1])))
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
         raise ManifestError(_explain(first) + more, file=doc.file, document=doc.index, kind=kind,
-                            field=_path_text(loc), line=line) from None
+                            field=path_text(loc), line=line) from None
 
 
 def _documents_of(doc: Document) -> list[Document]:
@@ -237,11 +247,17 @@ def _documents_of(doc: Document) -> list[Document]:
 
 def load_manifests(paths: Iterable[str | Path]) -> Manifests:
     manifests = Manifests()
+    budget = MAX_FILE_BYTES  # for all files together: memory stays bounded however many are given
     for file in expand_paths(paths):
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"cannot read: {exc}", file=str(file)) from None
+            text = read_text(file, budget)
+        except OSError as exc:
+            raise ManifestError(f"cannot read: {exc.strerror or exc}", file=str(file)) from None
+        except BoundError as exc:
+            if budget < MAX_FILE_BYTES:
+                exc.message += f" (the files before it took {MAX_FILE_BYTES - budget} of the bytes netbind reads)"
+            raise ManifestError(exc.message, file=str(file), line=exc.line) from None
+        budget -= len(text.encode("utf-8"))
         for outer in parse_documents(text, str(file)):
             for doc in _documents_of(outer):
                 obj = model_from_document(doc)

@@ -7,12 +7,25 @@ network), so optional members are ``None`` when absent and an empty model when g
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-Quantity = str | int | float
+from . import quantity as _quantity
+
+
+def _parses_as_quantity(value: str | int | float) -> str | int | float:
+    # the API server refuses a resource.Quantity it cannot parse; the value is kept as written
+    try:
+        _quantity.Quantity.parse(value)
+    except _quantity.QuantityError as exc:
+        raise ValueError(f"{exc}; write a number with an optional suffix: Ki, Mi, Gi, Ti, Pi, Ei (powers "
+                         "of 1024) or k, M, G, T, P, E (powers of 1000), e.g. 1Gi") from None
+    return value
+
+
+Quantity = Annotated[str | int | float, AfterValidator(_parses_as_quantity)]
 ResourceList = dict[str, Quantity]
 
 
