@@ -2,7 +2,7 @@
 
 Each function reproduces what the Go call accepts and rejects (byte-for-byte where Go works on bytes),
 because a cause appears or not, or an address is written or not, depending on it: ``net.ParseMAC``
-and ``HardwareAddr.String``, ``net.ParseIP(s).To4()``, the ``k8s.io/apimachinery`` port-name check,
+and ``HardwareAddr.String``, ``net.ParseIP(s).To4()``, the ``k8s.io/apimachinery`` port-name and object-name (DNS-1123) checks,
 KubeVirt's PCI address pattern, Go's ``%q`` quoting, ``filepath.Clean`` and ``time.ParseDuration``.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import unicodedata
 __all__ = [
     "GoDurationError",
     "MacAddressError",
+    "dns1123_label_errors",
+    "dns1123_subdomain_errors",
     "go_clean_path",
     "go_quote",
     "is_ipv4",
@@ -123,6 +125,42 @@ def is_valid_port_name(name: str) -> bool:
         and not name.startswith("-")
         and not name.endswith("-")
     )
+
+
+# --- k8s IsDNS1123Subdomain / IsDNS1123Label (object names, namespaces) ----------------------------
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + r")*"
+
+
+def _regex_error(message: str, pattern: str, *examples: str) -> str:
+    # apimachinery's validation.RegexError, double space after a comma included
+    return message + " (e.g. " + " or ".join(f"'{e}', " for e in examples) + \
+        f"regex used for validation is '{pattern}')"
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    """k8s ``validation.IsDNS1123Subdomain``: what the API server says of a bad object name."""
+    errors = []
+    if len(value.encode("utf-8", "surrogatepass")) > 253:
+        errors.append("must be no more than 253 characters")
+    if re.fullmatch(_DNS1123_SUBDOMAIN, value, re.ASCII) is None:
+        errors.append(_regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                                   "characters, '-' or '.', and must start and end with an alphanumeric "
+                                   "character", _DNS1123_SUBDOMAIN, "example.com"))
+    return errors
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    """k8s ``validation.IsDNS1123Label``: what the API server says of a bad namespace name."""
+    errors = []
+    if len(value.encode("utf-8", "surrogatepass")) > 63:
+        errors.append("must be no more than 63 characters")
+    if re.fullmatch(_DNS1123_LABEL, value, re.ASCII) is None:
+        errors.append(_regex_error("a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                                   "characters or '-', and must start and end with an alphanumeric character",
+                                   _DNS1123_LABEL, "my-name", "123-abc"))
+    return errors
 
 
 # --- net.ParseIP(s).To4() != nil ----------------------------------------------------------------

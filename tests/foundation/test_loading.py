@@ -101,7 +101,7 @@ def test_missing_required_field(tmp_path):
 
 
 def test_not_exactly_one_workload(tmp_path):
-    err = load_error(tmp_path, "apiVersion: kubevirt.io/v1\nkind: KubeVirt\n")
+    err = load_error(tmp_path, "apiVersion: kubevirt.io/v1\nkind: KubeVirt\nmetadata: {name: kubevirt}\n")
     assert "exactly one VirtualMachine or VirtualMachineInstance, got 0" in str(err)
     write(tmp_path, "a.yaml", VMI)
     write(tmp_path, "b.yaml", VMI)

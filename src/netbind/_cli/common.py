@@ -42,6 +42,16 @@ def handles_bad_input(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def load_manifests(files: tuple[str, ...]) -> Any:
+    """The manifests of ``-f``; what the API server would warn about goes to stderr, as kubectl prints it."""
+    from netbind.api.loading import load_manifests as load
+
+    manifests = load(files)
+    for warning in manifests.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return manifests
+
+
 def dump(data: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2))

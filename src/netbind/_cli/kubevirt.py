@@ -9,11 +9,10 @@ from typing import Any
 import click
 
 from .common import (EXIT_DENIED, EXIT_OK, BadInput, dump, handles_bad_input,
-                     kubevirt_version, manifest_files)
+                     kubevirt_version, load_manifests, manifest_files)
 
 
 def _load(files: tuple[str, ...], version: str):
-    from netbind.api import load_manifests
     from netbind.api.versions import profile
 
     return load_manifests(files), profile(version)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from netbind._cli.common import handles_bad_input, kubevirt_version, manifest_files
+from netbind._cli.common import handles_bad_input, kubevirt_version, load_manifests, manifest_files
 
 
 class _RichProgress:
@@ -52,7 +52,6 @@ def _console(stderr: bool = False):
 def up(files, version, wait, timeout, output, images_file, pod_network, guest_args, passt, sidecars):
     """Run the VM/VMI of the given manifests on this machine: validate, render the launcher pod,
     wire it with CNI, start its sidecars and a private libvirtd, run the hooks, boot the guest."""
-    from netbind.api.loading import load_manifests
     from netbind.api.versions import profile
     from netbind.node.images import ImageMap, ImageMapError
     from netbind.node.runtime import UpError, UpOptions

@@ -6,11 +6,12 @@ and documents.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ._bounded import MAX_FILE_BYTES, BoundError, YAMLLoader, check_yaml, load_json, path_text, read_text
 from .models import (
     PLUGIN_API_VERSION,
+    KubeModel,
     KubeVirt,
     NetworkAttachmentDefinition,
     Plugin,
@@ -78,6 +80,8 @@ class Manifests:
     vmis: list[VirtualMachineInstance] = field(default_factory=list)
     plugins: list[Plugin] = field(default_factory=list)
     sources: dict[int, str] = field(default_factory=dict)  # id(object) -> "file, document N"
+    # what the API server would warn about (unknown fields it drops), each naming file and line
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def workload(self) -> VirtualMachine | VirtualMachineInstance:
@@ -198,6 +202,73 @@ def _explain(error: dict[str, Any]) -> str:
     return msg
 
 
+def _unknown_fields(value: Any, path: list[Any]) -> Iterator[tuple[list[Any], list[str]]]:
+    """Members the API server does not know (it drops them with a warning), with the known names."""
+    if isinstance(value, KubeModel):
+        fields = type(value).model_fields
+        if value.unmodeled is not None:
+            known = [info.alias or name for name, info in fields.items()] + sorted(value.unmodeled)
+            for key in value.model_extra or {}:
+                if key not in value.unmodeled:
+                    yield path + [key], known
+        for name, info in fields.items():
+            child = getattr(value, name)
+            if isinstance(child, (KubeModel, list, dict)):
+                yield from _unknown_fields(child, path + [info.alias or name])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, KubeModel):
+                yield from _unknown_fields(item, path + [index])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, KubeModel):
+                yield from _unknown_fields(item, path + [key])
+
+
+def unknown_field_warnings(obj: BaseModel, doc: Document, kind: str) -> list[str]:
+    """kubectl's ``Warning: unknown field "spec..."`` for each, with the file, line and a likely fix."""
+    warnings = []
+    for path, known in _unknown_fields(obj, []):
+        key = str(path[-1])
+        close = difflib.get_close_matches(key.lower(), [k.lower() for k in known], n=1, cutoff=0.75)
+        hint = f"; did you mean {next(k for k in known if k.lower() == close[0])}?" if close else ""
+        warnings.append(str(ManifestError(
+            f'unknown field "{path_text(path)}" (the API server drops it{hint or ""})', file=doc.file,
+            document=doc.index, kind=kind, line=doc.lines.get(tuple(path)))))
+    return warnings
+
+
+def _check_names(obj: Any, doc: Document, kind: str) -> None:
+    """The API server's object-meta rules: a name (DNS-1123 subdomain, as for every custom resource)
+    or a generateName, and a namespace that is a DNS-1123 label."""
+    from netbind.gocompat import dns1123_label_errors, dns1123_subdomain_errors, go_quote
+
+    meta = obj.metadata
+
+    def refuse(member: str, value: str, errors: list[str]) -> None:
+        raise ManifestError(f"Invalid value: {go_quote(value)}: {'; '.join(errors)}", file=doc.file,
+                            document=doc.index, kind=kind, field=f"metadata.{member}",
+                            line=doc.lines.get(("metadata", member), doc.lines.get(("metadata",))))
+
+    if meta.name is None and not meta.generate_name and kind != "Plugin":  # a Plugin's is asked for below
+        raise ManifestError("Required value: name or generateName is required", file=doc.file,
+                            document=doc.index, kind=kind, field="metadata.name",
+                            line=doc.lines.get(("metadata",), doc.lines.get(())))
+    if meta.name is not None and (errors := dns1123_subdomain_errors(meta.name)):
+        refuse("name", meta.name, errors)
+    if meta.name is None and meta.generate_name:
+        # a prefix: the API server masks a trailing '-' before checking it
+        prefix = meta.generate_name[:-1] + "a" if meta.generate_name.endswith("-") else meta.generate_name
+        if errors := dns1123_subdomain_errors(prefix):
+            refuse("generateName", meta.generate_name, errors)
+        if kind in ("VirtualMachine", "VirtualMachineInstance"):
+            raise ManifestError("netbind does not generate names; give metadata.name", file=doc.file,
+                                document=doc.index, kind=kind, field="metadata.name",
+                                line=doc.lines.get(("metadata",)))
+    if meta.namespace and kind != "Plugin" and (errors := dns1123_label_errors(meta.namespace)):
+        refuse("namespace", meta.namespace, errors)
+
+
 def model_from_document(doc: Document) -> BaseModel:
     data = doc.data
     if not isinstance(data, dict):
@@ -221,7 +292,7 @@ def model_from_document(doc: Document) -> BaseModel:
                             file=doc.file, document=doc.index, kind=kind, field="apiVersion",
                             line=doc.lines.get(("apiVersion",)))
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = list(first["loc"])
@@ -233,6 +304,8 @@ def model_from_document(doc: Document) -> BaseModel:
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
         raise ManifestError(_explain(first) + more, file=doc.file, document=doc.index, kind=kind,
                             field=path_text(loc), line=line) from None
+    _check_names(obj, doc, kind)
+    return obj
 
 
 def _documents_of(doc: Document) -> list[Document]:
@@ -262,6 +335,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
             for doc in _documents_of(outer):
                 obj = model_from_document(doc)
                 manifests.sources[id(obj)] = f"{doc.file}, document {doc.index}"
+                manifests.warnings += unknown_field_warnings(obj, doc, obj.kind)
                 if isinstance(obj, KubeVirt):
                     if manifests.kubevirt is not None:
                         raise ManifestError("a second KubeVirt CR; give exactly one",

@@ -7,7 +7,7 @@ network), so optional members are ``None`` when absent and an empty model when g
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,10 @@ class KubeModel(BaseModel):
         extra="allow",
         strict=True,
     )
+    # The members of KubeVirt's (or Kubernetes') type that this model leaves out. Set on models that
+    # cover their type, so that any other member is an unknown field (the API server drops it with a
+    # warning); None on models that cover only part of theirs.
+    unmodeled: ClassVar[frozenset[str] | None] = None
 
     def to_json(self) -> dict[str, Any]:
         """The object as it was given (camelCase, unset fields left out, unknown fields kept)."""
@@ -50,6 +54,8 @@ class Empty(KubeModel):
 
 
 class ObjectMeta(KubeModel):
+    unmodeled = frozenset({"selfLink", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+                           "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "managedFields"})
     name: str | None = None
     generate_name: str | None = None
     namespace: str | None = None
@@ -59,6 +65,7 @@ class ObjectMeta(KubeModel):
 
 
 class ResourceRequirements(KubeModel):
+    unmodeled = frozenset()
     requests: ResourceList | None = None
     limits: ResourceList | None = None
 
@@ -67,11 +74,13 @@ class ResourceRequirements(KubeModel):
 
 
 class InterfaceBindingMigration(KubeModel):
+    unmodeled = frozenset()
     method: str | None = None  # "link-refresh" is the only method KubeVirt acts on
 
 
 class InterfaceBindingPlugin(KubeModel):
     """``spec.configuration.network.binding.<name>``. KubeVirt validates none of the values."""
+    unmodeled = frozenset()
 
     sidecar_image: str | None = None
     network_attachment_definition: str | None = None
@@ -82,6 +91,7 @@ class InterfaceBindingPlugin(KubeModel):
 
 
 class NetworkConfiguration(KubeModel):
+    unmodeled = frozenset()
     binding: dict[str, InterfaceBindingPlugin] | None = None
     default_network_interface: str | None = None
     permit_bridge_interface_on_pod_network: bool | None = None
@@ -133,6 +143,7 @@ class KubeVirtSpec(KubeModel):
 
 
 class KubeVirt(KubeModel):
+    unmodeled = frozenset({"status"})
     api_version: str = "kubevirt.io/v1"
     kind: Literal["KubeVirt"] = "KubeVirt"
     metadata: ObjectMeta = ObjectMeta()
@@ -376,17 +387,20 @@ class VirtualMachineInstance(KubeModel):
 
 
 class VirtualMachineInstanceTemplateSpec(KubeModel):
+    unmodeled = frozenset()
     metadata: ObjectMeta | None = None
     spec: VirtualMachineInstanceSpec = VirtualMachineInstanceSpec()
 
 
 class VirtualMachineSpec(KubeModel):
+    unmodeled = frozenset({"instancetype", "preference", "dataVolumeTemplates", "updateVolumesStrategy"})
     template: VirtualMachineInstanceTemplateSpec
     run_strategy: str | None = None
     running: bool | None = None
 
 
 class VirtualMachine(KubeModel):
+    unmodeled = frozenset({"status"})
     api_version: str = "kubevirt.io/v1"
     kind: Literal["VirtualMachine"] = "VirtualMachine"
     metadata: ObjectMeta = ObjectMeta()
@@ -405,10 +419,12 @@ class VirtualMachine(KubeModel):
 
 
 class NetworkAttachmentDefinitionSpec(KubeModel):
+    unmodeled = frozenset()
     config: str = ""
 
 
 class NetworkAttachmentDefinition(KubeModel):
+    unmodeled = frozenset()
     api_version: str = "k8s.cni.cncf.io/v1"
     kind: Literal["NetworkAttachmentDefinition"] = "NetworkAttachmentDefinition"
     metadata: ObjectMeta = ObjectMeta()
