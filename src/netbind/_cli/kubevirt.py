@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -107,14 +106,13 @@ def render_pod(files: tuple[str, ...], version: str, output: str) -> None:
 
 
 def _read_pod_links(path: str) -> list[Any]:
-    import yaml
-
+    from netbind.api.loading import ManifestError, read_data_file
     from netbind.launcher.domain import PodLink
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"--pod-links {path}: cannot read a JSON/YAML list: {exc}") from None
+        data = read_data_file(path)
+    except ManifestError as exc:
+        raise BadInput(f"--pod-links {exc}") from None
     if not isinstance(data, list):
         raise BadInput(f"--pod-links {path}: expected a list of {{name, mac, mtu}}, got {type(data).__name__}")
     links = []

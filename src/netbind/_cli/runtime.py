@@ -57,19 +57,15 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
     from netbind.node.runtime import UpError, UpOptions
     from netbind.node import runtime
 
+    from netbind._cli.common import BadInput
+    from netbind.node.multus import PodNetworkError, load_pod_network
+
     manifests = load_manifests(files)
     try:
         images = ImageMap.load(images_file)
-    except ImageMapError as exc:
-        from netbind._cli.common import BadInput
+        network = load_pod_network(pod_network) if pod_network else None
+    except (ImageMapError, PodNetworkError) as exc:
         raise BadInput(str(exc)) from None
-    network = None
-    if pod_network:
-        try:
-            network = json.loads(Path(pod_network).read_text())
-        except (OSError, ValueError) as exc:
-            from netbind._cli.common import BadInput
-            raise BadInput(f"--pod-network {pod_network}: {exc}") from None
     options = UpOptions(images=images, pod_network=network, guest_args=guest_args, wait=wait,
                         wait_timeout=timeout, profile=profile(version), passt=passt, sidecars=sidecars)
     console = _console()

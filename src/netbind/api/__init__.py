@@ -1,5 +1,5 @@
 """KubeVirt API models for binding plugins, and manifest loading."""
-from .loading import ManifestError, Manifests, load_manifests, parse_documents
+from .loading import ManifestError, Manifests, load_manifests, parse_documents, read_data_file
 from .models import (
     Interface,
     InterfaceBindingPlugin,
@@ -26,4 +26,5 @@ __all__ = [
     "VirtualMachineInstance",
     "load_manifests",
     "parse_documents",
+    "read_data_file",
 ]

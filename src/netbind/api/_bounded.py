@@ -1,8 +1,8 @@
 """Input bounds, as the Kubernetes API server and kubectl apply them, for every file netbind reads.
 
 Manifests, the image map, ``--pod-network`` and ``--pod-links`` all go through :func:`read_text`
-and then :func:`check_yaml` (YAML) or :func:`load_json` (JSON), so hostile input ends as one
-:class:`BoundError` naming the file and, where the input has one, the line:
+and then :func:`check_yaml` (YAML) or :func:`load_json` (JSON) (``netbind.api.loading`` calls
+them), so hostile input ends as one :class:`BoundError`, with the line where the input has one:
 
 * size: 3 MiB per object, the API server's request body limit (``MaxRequestBodyBytes:
   int64(3 * 1024 * 1024)`` in ``k8s.io/apiserver/pkg/server/config.go``, answered with "Request
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -270,24 +270,3 @@ def _walk_json(data: Any) -> None:
             stack.extend((v, path + [k]) for k, v in value.items() if isinstance(v, (dict, list)))
         elif isinstance(value, list):
             stack.extend((v, path + [i]) for i, v in enumerate(value) if isinstance(v, (dict, list)))
-
-
-def load_data(text: str, name: str, on_error: Callable[[str, int | None], Exception]) -> Any:
-    """A one-document YAML or JSON file (``name`` ends in .json: JSON) within the bounds; errors
-    become ``on_error(message, line)``."""
-    try:
-        if name.endswith(".json"):
-            try:
-                return load_json(text)
-            except json.JSONDecodeError as exc:
-                raise BoundError(f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
-        check_yaml(text)
-        return yaml.load(text, Loader=YAMLLoader)
-    except BoundError as exc:
-        raise on_error(exc.message, exc.line) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise on_error(f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                       mark.line + 1 if mark else None) from None
-    except ValueError as exc:  # a scalar Python cannot hold (a date like 2024-02-30, a 5,000-digit int)
-        raise on_error(f"not valid YAML: {exc}", None) from None

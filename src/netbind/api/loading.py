@@ -147,10 +147,11 @@ def _yaml_lines(node: yaml.Node, path: tuple, out: dict[tuple, int], seen: set[i
             _yaml_lines(item, path + (i,), out, seen)
 
 
-def parse_documents(text: str, file: str) -> list[Document]:
-    """The documents of a file's text, within the API server's bounds (see ``_bounded``)."""
+def parse_documents(text: str, file: str, *, as_json: bool | None = None) -> list[Document]:
+    """The documents of a file's text (JSON if ``as_json``, by default if the name ends in .json, else
+    YAML), within the API server's bounds (see ``_bounded``)."""
     try:
-        if file.endswith(".json"):
+        if file.endswith(".json") if as_json is None else as_json:
             try:
                 return [Document(load_json(text), file, 1)]
             except json.JSONDecodeError as exc:
@@ -184,6 +185,22 @@ def parse_documents(text: str, file: str) -> list[Document]:
     finally:
         loader.dispose()
     return [d for d in docs if d.data is not None]
+
+
+def read_data_file(path: str | Path, *, as_json: bool | None = None) -> Any:
+    """The one document of a file netbind takes besides manifests (the image map, ``--pod-network``,
+    ``--pod-links``), read within the same bounds; bad input is a :class:`ManifestError` naming it."""
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    except BoundError as exc:
+        raise ManifestError(exc.message, file=str(path), line=exc.line) from None
+    docs = parse_documents(text, str(path), as_json=as_json)
+    if len(docs) > 1:
+        raise ManifestError(f"expected one document, got {len(docs)}", file=str(path),
+                            line=docs[1].lines.get(()))
+    return docs[0].data if docs else None
 
 
 def _explain(error: dict[str, Any]) -> str:

@@ -73,21 +73,32 @@ class ImageMap:
         mapping._merge(yaml.safe_load(default.read_text()), "netbind default image map")
         user_file = user_file or os.environ.get(ENV_VAR)
         if user_file:
-            path = Path(user_file)
+            from netbind.api.loading import ManifestError, read_data_file
+
             try:
-                data = yaml.safe_load(path.read_text())
-            except OSError as exc:
-                raise ImageMapError(f"image map {path}: {exc.strerror or exc}") from None
-            except yaml.YAMLError as exc:
-                raise ImageMapError(f"image map {path}: not valid YAML ({exc})") from None
-            mapping._merge(data, str(path))
+                data = read_data_file(user_file)
+            except ManifestError as exc:
+                raise ImageMapError(f"image map {exc}") from None
+            try:
+                mapping._merge(data, str(user_file))
+            except ImageMapError as exc:
+                raise ImageMapError(f"image map {exc}") from None
         return mapping
 
     def _merge(self, data: Any, where: str) -> None:
         if data is None:
             return
         if not isinstance(data, Mapping) or set(data) - {"sidecars", "containerDisks", "cni"}:
-            raise ImageMapError(f"{where}: expected a mapping with sidecars, containerDisks and/or cni")
+            unknown = sorted(map(str, set(data) - {"sidecars", "containerDisks", "cni"})) \
+                if isinstance(data, Mapping) else []
+            raise ImageMapError(f"{where}: expected a mapping with sidecars, containerDisks and/or cni"
+                                + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        for section in ("sidecars", "containerDisks", "cni"):
+            table = data.get(section)
+            if table is not None and (not isinstance(table, Mapping)
+                                      or not all(isinstance(k, str) and k for k in table)):
+                raise ImageMapError(f"{where}: {section}: expected a mapping of image references (or CNI "
+                                    "types) to entries")
         for ref, entry in (data.get("sidecars") or {}).items():
             if isinstance(entry, str):
                 entry = {"command": [entry]}
@@ -95,20 +106,29 @@ class ImageMap:
                 raise ImageMapError(f"{where}: sidecars.{ref}: give image: (a local image) and/or command:"
                                     " (a host process), e.g. command: [my-sidecar, --verbose]")
             command = entry.get("command", ["(none)"])
-            if not isinstance(command, list) or not command or not all(isinstance(w, str) for w in command):
+            if not isinstance(command, list) or not command or not all(isinstance(w, str) and w for w in command):
                 raise ImageMapError(f"{where}: sidecars.{ref}.command: give a list of words,"
                                     " e.g. command: [my-sidecar, --verbose]")
             if "image" in entry and (not isinstance(entry["image"], str) or not entry["image"]):
                 raise ImageMapError(f"{where}: sidecars.{ref}.image: give a local image reference,"
                                     " e.g. image: localhost/my-sidecar:latest")
+            env = entry.get("env")
+            if env is not None and (not isinstance(env, Mapping) or not all(
+                    isinstance(k, str) and k and isinstance(v, (str, int, float, bool)) for k, v in env.items())):
+                raise ImageMapError(f"{where}: sidecars.{ref}.env: give a mapping of names to values,"
+                                    " e.g. env: {LOG_LEVEL: debug}")
             self.sidecars[ref] = {**entry, "_source": where}
         for ref, entry in (data.get("containerDisks") or {}).items():
             if not isinstance(entry, Mapping):
                 raise ImageMapError(f"{where}: containerDisks.{ref}: expected a mapping (guest: tiny, or"
                                     " kernel/initrd/cmdline)")
+            for member in ("guest", "kernel", "initrd", "cmdline"):
+                if member in entry and not isinstance(entry[member], str):
+                    raise ImageMapError(f"{where}: containerDisks.{ref}.{member}: expected a string"
+                                        + (" (a file path)" if member in ("kernel", "initrd") else ""))
             self.disks[ref] = {**entry, "_source": where}
         for plugin_type, executable in (data.get("cni") or {}).items():
-            if not isinstance(executable, str):
+            if not isinstance(executable, str) or not executable:
                 raise ImageMapError(f"{where}: cni.{plugin_type}: expected an executable name or path")
             self.cni[plugin_type] = executable
         self.files.append(where)

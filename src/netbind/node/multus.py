@@ -37,6 +37,39 @@ class AttachmentError(RuntimeError):
     """A CNI attachment failed; what was attached before it has been DELeted (newest first)."""
 
 
+class PodNetworkError(ValueError):
+    """The ``--pod-network`` file is not a CNI network configuration; the message names file and fix."""
+
+
+def load_pod_network(path: str | Path) -> dict:
+    """``netbind up --pod-network FILE``: the node's CNI network list for the pod network (JSON: a
+    conflist or a single plugin configuration), read within netbind's input bounds and checked as
+    the CNI executor will use it, before anything is set up."""
+    from netbind.api.loading import ManifestError, read_data_file
+
+    try:
+        data = read_data_file(path, as_json=True)
+    except ManifestError as exc:
+        raise PodNetworkError(f"--pod-network {exc}") from None
+    where = f"--pod-network {path}"
+    if not isinstance(data, Mapping):
+        raise PodNetworkError(f"{where}: expected a JSON object (a CNI network list with name and plugins,"
+                              " or one plugin configuration with type)")
+    plugins = data.get("plugins", [data])
+    for member in ("name", "cniVersion"):
+        if member in data and not isinstance(data[member], str):
+            raise PodNetworkError(f"{where}: {member!r} must be a string")
+    if isinstance(plugins, list):
+        for index, plugin in enumerate(plugins):
+            if not isinstance(plugin, Mapping) or not isinstance(plugin.get("type"), str):
+                raise PodNetworkError(f"{where}: plugins[{index}] needs 'type', the CNI plugin's name "
+                                      "(e.g. bridge)")
+    try:
+        return normalize_conflist(data)
+    except CNIError as exc:
+        raise PodNetworkError(f"{where}: {exc}") from None
+
+
 def default_pod_network(ipam_dir: Path, node: int = 0) -> dict:
     """The pod network of node ``node``: its own bridge and pod CIDR (10.244.<node>.0/24), as each
     node of a cluster has; the node namespace routes between them like the cluster network."""
