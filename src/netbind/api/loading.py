@@ -82,6 +82,7 @@ class Manifests:
     sources: dict[int, str] = field(default_factory=dict)  # id(object) -> "file, document N"
     # what the API server would warn about (unknown fields it drops), each naming file and line
     warnings: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # what was read, for errors about the whole set
 
     @property
     def workload(self) -> VirtualMachine | VirtualMachineInstance:
@@ -89,7 +90,8 @@ class Manifests:
         if len(found) != 1:
             what = ", ".join(self.sources.get(id(o), "?") for o in found) or "none found"
             raise ManifestError(
-                f"expected exactly one VirtualMachine or VirtualMachineInstance, got {len(found)} ({what})")
+                f"expected exactly one VirtualMachine or VirtualMachineInstance, got {len(found)} ({what})",
+                file=", ".join(self.files) or None)
         return found[0]
 
     @property
@@ -292,7 +294,7 @@ def model_from_document(doc: Document) -> BaseModel:
         raise ManifestError(f"a document must be a mapping (an object), got {type(data).__name__}",
                             file=doc.file, document=doc.index, line=doc.lines.get(()))
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ManifestError(
             f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}" if kind else
             f"missing 'kind'; expected one of {', '.join(KINDS)}",
@@ -348,6 +350,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
                 exc.message += f" (the files before it took {MAX_FILE_BYTES - budget} of the bytes netbind reads)"
             raise ManifestError(exc.message, file=str(file), line=exc.line) from None
         budget -= len(text.encode("utf-8"))
+        manifests.files.append(str(file))
         for outer in parse_documents(text, str(file)):
             for doc in _documents_of(outer):
                 obj = model_from_document(doc)

@@ -89,7 +89,7 @@ class ImageMap:
         if data is None:
             return
         if not isinstance(data, Mapping) or set(data) - {"sidecars", "containerDisks", "cni"}:
-            unknown = sorted(map(str, set(data) - {"sidecars", "containerDisks", "cni"})) \
+            unknown = sorted(map(repr, set(data) - {"sidecars", "containerDisks", "cni"})) \
                 if isinstance(data, Mapping) else []
             raise ImageMapError(f"{where}: expected a mapping with sidecars, containerDisks and/or cni"
                                 + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
