@@ -177,3 +177,13 @@ def test_generated_pod_networks_load_or_say_why(tmp_path_factory, data):
         assert str(exc).startswith(f"--pod-network {path}") and "\n" not in str(exc)
     else:
         assert isinstance(conf["name"], str) and all(isinstance(p["type"], str) for p in conf["plugins"])
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_pod_links_file(tmp_path, case):
+    content, _ = HOSTILE[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(content)
+    result = _run(["render", "domain", "-f", str(PASST), "--pod-links", str(path)])
+    assert result.exit_code == 2, result.output
+    assert _one_line_naming(result, path.name).startswith(f"error: --pod-links {path}")
