@@ -237,7 +237,9 @@ def _print_explanation(data: dict[str, Any]) -> None:
         console.print(f"Multus annotation: {data['multusNetworks']}")
     console.print(f"binding sidecars: {data['sidecars']}")
     if "networkMemoryOverhead" in data:
-        total = int(data["memoryOverhead"])
+        from netbind.api.quantity import Quantity
+
+        total = Quantity.parse(data["memoryOverhead"]).value()  # a quantity: "2k" as well as "785286272"
         console.print(f"compute memory overhead: {total} bytes ({total / 2**20:.1f} MiB; "
                       f"network bindings: {data['networkMemoryOverhead']})")
     cond = data["liveMigratable"]

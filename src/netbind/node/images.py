@@ -96,7 +96,7 @@ class ImageMap:
         for section in ("sidecars", "containerDisks", "cni"):
             table = data.get(section)
             if table is not None and (not isinstance(table, Mapping)
-                                      or not all(isinstance(k, str) and k for k in table)):
+                                      or not all(isinstance(k, str) and k and k.isprintable() for k in table)):
                 raise ImageMapError(f"{where}: {section}: expected a mapping of image references (or CNI "
                                     "types) to entries")
         for ref, entry in (data.get("sidecars") or {}).items():
