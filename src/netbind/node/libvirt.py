@@ -29,6 +29,9 @@ QEMU_CONF = """
 # netbind: a private libvirtd inside a pod network namespace, without systemd or virtlogd
 stdio_handler = "file"
 security_driver = "none"
+# no owner bookkeeping in xattrs on shared files (the guest kernel in the cache): a killed
+# libvirtd would leave them "in use" and every later start or migration of it refused
+remember_owner = 0
 namespaces = [ ]
 cgroup_controllers = [ ]
 user = "root"

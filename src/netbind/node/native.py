@@ -41,6 +41,9 @@ NATIVE_QEMU_CONF = """
 # netbind: a private libvirtd (native passt stack) inside a pod network namespace
 stdio_handler = "file"
 security_driver = "none"
+# no owner bookkeeping in xattrs on shared files (the guest kernel in the cache): a killed
+# libvirtd would leave them "in use" and every later start or migration of it refused
+remember_owner = 0
 namespaces = [ ]
 cgroup_controllers = [ ]
 """
