@@ -10,6 +10,7 @@ import sys
 import time
 
 from netbind.cni import _json
+from netbind.cni._netns import own_netns_error
 from netbind.cni._types import (
     ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
@@ -135,7 +136,8 @@ class Plugin:
     Handlers raise ``CNIError`` for spec errors; any other exception becomes code 999. An ADD
     handler returns a ``Result`` (or a result dict of any version, or None for a result with only
     ``cniVersion``); it is printed in the config's version. DEL/CHECK/STATUS/GC print nothing and
-    are successful no-ops when no handler is registered.
+    are successful no-ops when no handler is registered. ADD, CHECK and DEL never reach a handler
+    with ``CNI_NETNS`` naming the plugin's own network namespace (code 4: that is the node's).
     """
 
     def __init__(self, name: str, *, versions=SUPPORTED_VERSIONS, about: str = "") -> None:
@@ -274,6 +276,10 @@ class Plugin:
             raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION,
                            f"config version does not allow {command} (needs cniVersion >= {minimum})")
 
+        if values["CNI_NETNS"] and command in ("ADD", "CHECK", "DEL"):
+            error = own_netns_error(values["CNI_NETNS"])
+            if error is not None:
+                raise error
         handler = self._handlers.get(command)
         if handler is None:
             if command == "ADD":
