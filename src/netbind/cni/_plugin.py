@@ -197,7 +197,7 @@ class Plugin:
                     with open(target, "a", encoding="utf-8") as fh:
                         fh.write(line)
                     return
-                except OSError:
+                except (OSError, ValueError):  # unwritable, or a NUL byte in the path
                     target = stderr
             target.write(line)
             target.flush()
@@ -266,7 +266,11 @@ class Plugin:
         if command not in COMMANDS:
             raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {command}")
 
-        version = str(netconf.get("cniVersion") or "0.1.0")
+        version = netconf.get("cniVersion")
+        if version is not None and not isinstance(version, str):
+            raise CNIError(ERR_DECODING_FAILURE,
+                           f"cniVersion must be a string like \"1.0.0\", got {_json.dumps(version)[:64]}")
+        version = version or "0.1.0"   # libcni: an absent or empty version is 0.1.0
         if version not in self.versions:
             supported = " ".join(f'"{v}"' for v in self.versions)
             raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION, "incompatible CNI versions",

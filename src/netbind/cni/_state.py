@@ -22,7 +22,7 @@ from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG, ERR_IO_FAILURE, CNIEr
 
 def attachment_state_path(args, default_data_dir: str) -> str:
     data_dir = args.netconf.get("dataDir", default_data_dir)
-    if not isinstance(data_dir, str) or not data_dir.startswith("/"):
+    if not isinstance(data_dir, str) or not data_dir.startswith("/") or "\0" in data_dir:
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"dataDir must be an absolute path, got {data_dir!r}")
     return os.path.join(data_dir, args.name, f"{args.container_id}-{args.ifname}.json")
 
@@ -40,11 +40,15 @@ def load_attachment_state(path: str) -> dict | None:
 
 
 def save_attachment_state(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(_json.dumps(state))
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(_json.dumps(state))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CNIError(ERR_IO_FAILURE, f"cannot write state file {path}: {exc.strerror or exc} "
+                                       "(dataDir must be a writable directory)") from None
 
 
 def recorded_netns(state: dict) -> NetNS | None:

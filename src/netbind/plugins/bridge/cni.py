@@ -102,6 +102,11 @@ def add(args):
     from netbind import netpod
 
     path = _state_path(args)
+    prev = args.prev_result            # read (and refused if broken) before anything changes
+    logic_network = args.cni_args.get("logicNetworkName", "")
+    if not isinstance(logic_network, str):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"args.cni.logicNetworkName must be a string (the VMI's network "
+                                                   f"name), got {logic_network!r}")
     owner = _int_option(args.netconf, "tapOwner", netpod.NON_ROOT_OWNER, 0, 2**31 - 1)
     queues = _int_option(args.netconf, "queues", 0, 0, 256)
     netns = NetNS(args.netns)
@@ -115,9 +120,9 @@ def add(args):
                 raise CNIError(ERR_ALREADY_SET_UP, f"bridge binding was set up for container {args.container_id} "
                                                    f"ifname {args.ifname} on network {args.name}, but {problem}; "
                                                    "run DEL first (it restores the pod)")
-            args.log(f"bridge binding for {args.cni_args.get('logicNetworkName', '')}: already set up")
-            return args.prev_result
-        pod_iface = pod_interface_name(ns, args.cni_args.get("logicNetworkName", ""))
+            args.log(f"bridge binding for {logic_network}: already set up")
+            return prev
+        pod_iface = pod_interface_name(ns, logic_network)
         try:
             pod = netpod.observe(ns, pod_iface)
         except netpod.LayoutError as exc:
@@ -140,9 +145,8 @@ def add(args):
             finally:
                 os.unlink(path)
             raise CNIError(ERR_LAYOUT, f"bridge binding layout for {pod_iface}: {exc}") from None
-    args.log(f"bridge binding for {args.cni_args.get('logicNetworkName', '')}: {pod_iface} on {layout.bridge},"
-             f" tap {layout.tap}")
-    return args.prev_result
+    args.log(f"bridge binding for {logic_network}: {pod_iface} on {layout.bridge}, tap {layout.tap}")
+    return prev
 
 
 @plugin.delete

@@ -92,6 +92,7 @@ def _restore(state: dict) -> None:
 @plugin.add
 def add(args):
     state_path = _state_path(args)
+    prev = args.prev_result            # read (and refused if broken) before anything changes
     netns = NetNS(args.netns)
     netns.open()  # a missing namespace fails here, before any state is touched
     earlier = state_for_add(state_path, netns, _restore, args.log)
@@ -115,12 +116,12 @@ def add(args):
              "before": {key: first.get(key, value) for key, value in before.items()}}
     try:
         save_attachment_state(state_path, state)
-    except OSError as exc:
+    except CNIError:
         _restore(state)
-        raise CNIError(ERR_IO_FAILURE, f"cannot write state file {state_path}: {exc}") from None
+        raise
     logic_network = args.cni_args.get("logicNetworkName", "")
     args.log(f"setup for logical network {logic_network} completed successfully")
-    return args.prev_result
+    return prev
 
 
 @plugin.delete
