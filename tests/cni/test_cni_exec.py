@@ -12,7 +12,7 @@ from netbind.cli import cli
 from netbind.cni import CNIError
 from netbind.cni.exec import CNIExecutor, PluginError, RuntimeConf, nad_conflist, normalize_conflist
 from netbind.testing import require
-from netbind.testing.netns import ip
+from netbind.testing.netns import create_netns, delete_netns, ip
 
 DEBIAN_CNI = "/usr/lib/cni"
 OUR_BIN = os.path.dirname(sys.executable)
@@ -160,23 +160,32 @@ def test_check_without_cached_result(executor, netns_pair, tmp_path):
                                     RuntimeConf("nb-c", netns_pair.pod.path, "eth1"))
 
 
-def test_version_1_1_status_and_gc(executor, netns_pair, tmp_path):
+@pytest.fixture
+def other_pod():
+    ns = create_netns()
+    try:
+        yield ns
+    finally:
+        delete_netns(ns)
+
+
+def test_version_1_1_status_and_gc(executor, netns_pair, other_pod, tmp_path):
     """Our plugins speak 1.1.0: cniVersions picks it; GC DELs stale cached attachments."""
     conf = {"cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0", "9.9.9"], "name": "nb-passt",
             "plugins": [{"type": PASST, "dataDir": str(tmp_path / "passt")}]}
     assert normalize_conflist(conf)["cniVersion"] == "1.1.0"
     executor.status_network_list(conf)
-    keep = RuntimeConf("nb-keep", netns_pair.node.path, "eth0")
+    keep = RuntimeConf("nb-keep", other_pod.path, "eth0")   # not the plugins' own (node) namespace
     stale = RuntimeConf("nb-stale", netns_pair.pod.path, "eth0")
     assert executor.add_network_list(conf, keep) == {"cniVersion": "1.1.0"}
     executor.add_network_list(conf, stale)
     executor.gc_network_list(conf, [{"containerID": "nb-keep", "ifname": "eth0"}])
     assert netns_pair.pod.sysctl("net.ipv4.ip_unprivileged_port_start") == "1024"
-    assert netns_pair.node.sysctl("net.ipv4.ip_unprivileged_port_start") == "0"
+    assert other_pod.sysctl("net.ipv4.ip_unprivileged_port_start") == "0"
     assert executor.cached_result(conf, stale) is None
     executor.check_network_list(conf, keep)
     executor.del_network_list(conf, keep)
-    assert netns_pair.node.sysctl("net.ipv4.ip_unprivileged_port_start") == "1024"
+    assert other_pod.sysctl("net.ipv4.ip_unprivileged_port_start") == "1024"
 
 
 def test_per_plugin_timeout(tmp_path, netns, debian_plugins):

@@ -104,7 +104,7 @@ def test_bad_input_leaves_nothing(netns_pair, extra, args, code, fragment):
 
 def test_missing_master_is_named():
     run = run_plugin(PLUGIN, "ADD", {"cniVersion": "1.0.0", "name": "m", "type": PLUGIN},
-                     netns="/proc/self/ns/net", ifname="net1", container_id="c", cni_path="/x")
+                     netns="/run/netns/nb-never-existed", ifname="net1", container_id="c", cni_path="/x")
     assert run.exit_code == 1 and run.json()["msg"].startswith("master:")
 
 

@@ -114,17 +114,6 @@ def test_result_is_passed_through_when_chained(netns, tmp_path):
     cmd_del(PLUGIN, netconf(tmp_path), netns=netns.path, ifname="eth0", container_id="c1")
 
 
-def test_second_add_is_refused_and_changes_nothing(netns, tmp_path):
-    conf = netconf(tmp_path)
-    cmd_add(PLUGIN, conf, netns=netns.path, ifname="eth0")
-    state = next((tmp_path / "state").rglob("*.json")).read_text()
-    run = run_plugin(PLUGIN, "ADD", conf, netns=netns.path, ifname="eth0", container_id="nb-test")
-    assert run.exit_code == 1 and run.json()["code"] == 100 and "DEL first" in run.json()["msg"]
-    assert next((tmp_path / "state").rglob("*.json")).read_text() == state
-    cmd_del(PLUGIN, conf, netns=netns.path, ifname="eth0")
-    assert sysctls(netns)["net.ipv4.ip_unprivileged_port_start"] == "1024"
-
-
 def test_del_of_never_added_and_of_vanished_netns_succeed(tmp_path, netns):
     conf = netconf(tmp_path)
     cmd_del(PLUGIN, conf, netns="/run/netns/nb-never-existed", ifname="eth0")

@@ -54,6 +54,8 @@ def loads(text: str | bytes | bytearray):
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise JSONError(f"expected a JSON value at char {exc.value}") from None
+    except RecursionError:
+        raise JSONError("arrays or objects are nested too deeply (about 1,000 levels)") from None
     except (ValueError, SystemError):
         # The C scanner reports syntax errors through json.decoder.JSONDecodeError but only if
         # json.decoder is already imported (else SystemError); the error path can afford it.

@@ -10,6 +10,7 @@ import sys
 import time
 
 from netbind.cni import _json
+from netbind.cni._netns import own_netns_error
 from netbind.cni._types import (
     ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
@@ -135,7 +136,8 @@ class Plugin:
     Handlers raise ``CNIError`` for spec errors; any other exception becomes code 999. An ADD
     handler returns a ``Result`` (or a result dict of any version, or None for a result with only
     ``cniVersion``); it is printed in the config's version. DEL/CHECK/STATUS/GC print nothing and
-    are successful no-ops when no handler is registered.
+    are successful no-ops when no handler is registered. ADD, CHECK and DEL never reach a handler
+    with ``CNI_NETNS`` naming the plugin's own network namespace (code 4: that is the node's).
     """
 
     def __init__(self, name: str, *, versions=SUPPORTED_VERSIONS, about: str = "") -> None:
@@ -195,7 +197,7 @@ class Plugin:
                     with open(target, "a", encoding="utf-8") as fh:
                         fh.write(line)
                     return
-                except OSError:
+                except (OSError, ValueError):  # unwritable, or a NUL byte in the path
                     target = stderr
             target.write(line)
             target.flush()
@@ -264,7 +266,11 @@ class Plugin:
         if command not in COMMANDS:
             raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {command}")
 
-        version = str(netconf.get("cniVersion") or "0.1.0")
+        version = netconf.get("cniVersion")
+        if version is not None and not isinstance(version, str):
+            raise CNIError(ERR_DECODING_FAILURE,
+                           f"cniVersion must be a string like \"1.0.0\", got {_json.dumps(version)[:64]}")
+        version = version or "0.1.0"   # libcni: an absent or empty version is 0.1.0
         if version not in self.versions:
             supported = " ".join(f'"{v}"' for v in self.versions)
             raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION, "incompatible CNI versions",
@@ -274,6 +280,10 @@ class Plugin:
             raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION,
                            f"config version does not allow {command} (needs cniVersion >= {minimum})")
 
+        if values["CNI_NETNS"] and command in ("ADD", "CHECK", "DEL"):
+            error = own_netns_error(values["CNI_NETNS"])
+            if error is not None:
+                raise error
         handler = self._handlers.get(command)
         if handler is None:
             if command == "ADD":

@@ -160,6 +160,8 @@ class App:
                     data = json.loads(cloud_init_data or b"null")
                 except ValueError as exc:
                     raise HookError(f"failed to unmarshal CloudInitData: {exc}") from None
+                except RecursionError:
+                    raise HookError("failed to unmarshal CloudInitData: exceeded max depth") from None
                 result = self._cloud_init(data, ctx)
                 out = json.dumps(data if result is None else result).encode()
         except BaseException as exc:

@@ -96,7 +96,7 @@ def _legacy_source(cloud_init_data: bytes) -> bytes:
     """The legacy result field (``{"userData", "networkData"}``) for launchers that fall back to it."""
     try:
         data = json.loads(cloud_init_data or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return b""
     if not isinstance(data, dict):
         return b""

@@ -43,6 +43,11 @@ def _syntax_message(exc: json.JSONDecodeError) -> str:
     return f"invalid JSON at offset {pos}: {exc.msg}"
 
 
+def _reject_constant(name: str):
+    # Python's json reads NaN and Infinity; Go's encoding/json (and JSON) does not
+    raise VMIDecodeError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
 def decode_vmi(raw: bytes | str) -> dict:
     """Decode VMI JSON; raise :class:`VMIDecodeError` with Go's wording on failure."""
     try:
@@ -50,9 +55,12 @@ def decode_vmi(raw: bytes | str) -> dict:
     except UnicodeDecodeError as exc:
         raise VMIDecodeError(f"invalid UTF-8 in JSON input at offset {exc.start}") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise VMIDecodeError(_syntax_message(exc)) from None
+    except RecursionError:  # Go stops at 10,000 levels with the same words; Python's parser sooner
+        raise VMIDecodeError("exceeded max depth (the VMI JSON nests arrays or objects about 1,000 levels "
+                             "deep: a VMI is never that deep)") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

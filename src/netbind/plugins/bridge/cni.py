@@ -15,7 +15,11 @@ ADD also sets ``net.ipv4.ip_unprivileged_port_start=0`` so a non-root sidecar ca
 DEL restores the pod exactly: links, names, MACs, MTU, addresses, routes and sysctls as ADD found
 them (state file ``<dataDir>/<network>/<containerID>-<ifname>.json``, default dataDir
 ``/var/lib/cni/netbind/bridge-binding``, with the namespace's inode so a reused path is never
-touched). Netconf: ``tapOwner`` (default 107, KubeVirt's non-root qemu; 0 for root VMIs),
+touched). A repeated ADD into the same live namespace succeeds without changes while the layout
+stands (KubeVirt's binding CNI is idempotent; the plugin creates no ``CNI_IFNAME`` link, so the
+spec's "interface exists" error does not apply), and is refused naming the missing part (code 100,
+run DEL, which restores) when it does not. A stale state file (its namespace gone or another one,
+the runtime never sent DEL) is undone where its namespace still lives, and ADD proceeds. Netconf: ``tapOwner`` (default 107, KubeVirt's non-root qemu; 0 for root VMIs),
 ``queues`` (> 1: multi-queue tap), ``dataDir``.
 """
 from __future__ import annotations
@@ -25,7 +29,13 @@ import json
 import os
 
 from netbind.cni import CNIError, NetNS, Plugin
-from netbind.cni._state import attachment_state_path, load_attachment_state, save_attachment_state
+from netbind.cni._state import (
+    attachment_state_path,
+    load_attachment_state,
+    recorded_netns,
+    save_attachment_state,
+    state_for_add,
+)
 from netbind.cni._types import ERR_INVALID_NETWORK_CONFIG
 
 ERR_ALREADY_SET_UP = 100
@@ -77,12 +87,9 @@ def _int_option(netconf: dict, key: str, default: int, low: int, high: int) -> i
 def _restore(state: dict) -> None:
     from netbind import netpod
 
-    netns = NetNS(state["netns"])
-    try:
-        if list(netns.inode()) != state.get("netnsInode"):
-            return  # the namespace is gone or the path now names another one
-    except CNIError:
-        return
+    netns = recorded_netns(state)
+    if netns is None:
+        return  # the namespace is gone or the path now names another one
     with netns:
         ns = netpod.Namespace()
         netpod.restore(ns, netpod.PodLinkState.from_json(state["podLink"]), netpod.Layout(**state["layout"]))
@@ -95,15 +102,27 @@ def add(args):
     from netbind import netpod
 
     path = _state_path(args)
-    if os.path.exists(path):
-        raise CNIError(ERR_ALREADY_SET_UP, f"bridge binding is already set up for container {args.container_id} "
-                                           f"ifname {args.ifname} on network {args.name}; run DEL first")
+    prev = args.prev_result            # read (and refused if broken) before anything changes
+    logic_network = args.cni_args.get("logicNetworkName", "")
+    if not isinstance(logic_network, str):
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"args.cni.logicNetworkName must be a string (the VMI's network "
+                                                   f"name), got {logic_network!r}")
     owner = _int_option(args.netconf, "tapOwner", netpod.NON_ROOT_OWNER, 0, 2**31 - 1)
     queues = _int_option(args.netconf, "queues", 0, 0, 256)
     netns = NetNS(args.netns)
+    netns.open()  # a missing namespace fails here, before any state is touched
+    earlier = state_for_add(path, netns, _restore, args.log)
     with netns:
         ns = netpod.Namespace()
-        pod_iface = pod_interface_name(ns, args.cni_args.get("logicNetworkName", ""))
+        if earlier is not None:  # a repeated ADD into the same live namespace
+            problem = _layout_problem(earlier, ns.links())
+            if problem:
+                raise CNIError(ERR_ALREADY_SET_UP, f"bridge binding was set up for container {args.container_id} "
+                                                   f"ifname {args.ifname} on network {args.name}, but {problem}; "
+                                                   "run DEL first (it restores the pod)")
+            args.log(f"bridge binding for {logic_network}: already set up")
+            return prev
+        pod_iface = pod_interface_name(ns, logic_network)
         try:
             pod = netpod.observe(ns, pod_iface)
         except netpod.LayoutError as exc:
@@ -126,9 +145,8 @@ def add(args):
             finally:
                 os.unlink(path)
             raise CNIError(ERR_LAYOUT, f"bridge binding layout for {pod_iface}: {exc}") from None
-    args.log(f"bridge binding for {args.cni_args.get('logicNetworkName', '')}: {pod_iface} on {layout.bridge},"
-             f" tap {layout.tap}")
-    return args.prev_result
+    args.log(f"bridge binding for {logic_network}: {pod_iface} on {layout.bridge}, tap {layout.tap}")
+    return prev
 
 
 @plugin.delete
@@ -150,18 +168,27 @@ def check(args):
     if args.prev_result is None:
         return
     state = load_attachment_state(_state_path(args))
-    if state is None:
-        raise CNIError(ERR_NOT_SET_UP, f"bridge binding is not set up for container {args.container_id}")
+    netns = NetNS(args.netns)
+    if state is None or state.get("netnsInode") != list(netns.inode()):
+        raise CNIError(ERR_NOT_SET_UP, f"bridge binding is not set up for container {args.container_id} "
+                                       f"in {args.netns}")
     from netbind import netpod
 
-    with NetNS(args.netns):
-        links = netpod.Namespace().links()
-        layout = state["layout"]
-        for name in (layout["bridge"], layout["port"], layout["tap"], state["podLink"]["name"]):
-            if name not in links:
-                raise CNIError(ERR_NOT_SET_UP, f"link {name} of the bridge binding is missing in {args.netns}")
-        if links[layout["port"]].get("master") != layout["bridge"] or links[layout["tap"]].get("master") != layout["bridge"]:
-            raise CNIError(ERR_NOT_SET_UP, f"{layout['port']} and {layout['tap']} must be ports of {layout['bridge']}")
+    with netns:
+        problem = _layout_problem(state, netpod.Namespace().links())
+    if problem:
+        raise CNIError(ERR_NOT_SET_UP, f"{problem} in {args.netns}")
+
+
+def _layout_problem(state: dict, links: dict) -> str | None:
+    """What of the layout ``state`` recorded is not in place among ``links``, or None."""
+    layout = state["layout"]
+    for name in (layout["bridge"], layout["port"], layout["tap"], state["podLink"]["name"]):
+        if name not in links:
+            return f"link {name} of the bridge binding is missing"
+    if links[layout["port"]].get("master") != layout["bridge"] or links[layout["tap"]].get("master") != layout["bridge"]:
+        return f"{layout['port']} and {layout['tap']} must be ports of {layout['bridge']}"
+    return None
 
 
 main = plugin.main

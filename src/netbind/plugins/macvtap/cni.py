@@ -119,6 +119,7 @@ def _ip(*argv: str, what: str) -> None:
 @plugin.add
 def add(args):
     cfg = _Config(args)
+    prev = args.prev_result            # read (and refused if broken) before anything changes
     master = _link(cfg.master)
     if master is None:
         raise _bad("master", f"lower device {cfg.master!r} does not exist in the plugin's "
@@ -154,7 +155,7 @@ def add(args):
         with netns:  # undo: no half-wired namespace
             _iproute.delete_link(args.ifname)
         raise
-    result = args.prev_result or Result(args.cni_version)
+    result = prev or Result(args.cni_version)
     result.interfaces.append(Interface(args.ifname, mac=link.mac, sandbox=args.netns,
                                        mtu=link.mtu))
     return result

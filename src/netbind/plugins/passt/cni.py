@@ -11,22 +11,34 @@ values it found in a small state file (``<dataDir>/<network>/<containerID>-<ifna
 ``dataDir`` default ``/var/lib/cni/netbind/passt-binding``), together with the namespace's inode,
 so a DEL or GC never writes into a different namespace that reuses the path.
 
+A repeated ADD for the same container and ifname into the same live namespace (compared by device
+and inode, not path) succeeds as KubeVirt's does: it sets the sysctls again and keeps the values the
+first ADD found, so DEL still restores those. A state file whose namespace is gone, whose path names
+another namespace now, or that records another namespace than this ADD's (the runtime never sent
+DEL) is stale: its namespace is restored if it still lives, and ADD proceeds.
+
 Differences from KubeVirt's plugin (whose behaviour the oracle vectors record): the error for a
 missing namespace says ``failed to open netns "<path>": ...`` where KubeVirt prints
-``failed to open netns %!q(<nil>): failed to Statfs "<path>": ...`` (a Go format bug); a second
-ADD for the same container and ifname without DEL is refused (code 100); CHECK without a
-prevResult (no ADD to compare with) is a no-op as in KubeVirt, CHECK with one verifies.
+``failed to open netns %!q(<nil>): failed to Statfs "<path>": ...`` (a Go format bug); the
+plugin's own (the node's) namespace is refused (code 4) where KubeVirt's would set the node's
+sysctls; CHECK without a prevResult (no ADD to compare with) is a no-op as in KubeVirt, CHECK with
+one verifies.
 """
 from __future__ import annotations
 
 import os
 
 from netbind.cni import CNIError, NetNS, Plugin
-from netbind.cni._state import attachment_state_path, load_attachment_state, save_attachment_state
+from netbind.cni._state import (
+    attachment_state_path,
+    load_attachment_state,
+    recorded_netns,
+    save_attachment_state,
+    state_for_add,
+)
 from netbind.cni._types import ERR_IO_FAILURE
 
 # Plugin error codes (>= 100, as the spec reserves lower ones).
-ERR_ALREADY_SET_UP = 100
 ERR_NOT_SET_UP = 101
 ERR_SYSCTL_MISMATCH = 102
 
@@ -67,12 +79,9 @@ def _state_path(args) -> str:
 
 def _restore(state: dict) -> None:
     """Put back the values ADD found, where they still hold what ADD wrote."""
-    netns = NetNS(str(state.get("netns", "")))
-    try:
-        if list(netns.inode()) != state.get("netnsInode"):
-            return  # the namespace is gone or the path now names another one
-    except CNIError:
-        return
+    netns = recorded_netns(state)
+    if netns is None:
+        return  # the namespace is gone or the path now names another one
     with netns:
         for key, before in (state.get("before") or {}).items():
             applied = dict(SYSCTLS).get(key)
@@ -83,11 +92,12 @@ def _restore(state: dict) -> None:
 @plugin.add
 def add(args):
     state_path = _state_path(args)
-    if os.path.exists(state_path):
-        raise CNIError(ERR_ALREADY_SET_UP,
-                       f"passt binding is already set up for container {args.container_id} "
-                       f"ifname {args.ifname} on network {args.name}; run DEL first")
+    prev = args.prev_result            # read (and refused if broken) before anything changes
     netns = NetNS(args.netns)
+    netns.open()  # a missing namespace fails here, before any state is touched
+    earlier = state_for_add(state_path, netns, _restore, args.log)
+    first = (earlier or {}).get("before")
+    first = first if isinstance(first, dict) else {}  # a repeated ADD: keep what the first one found
     before: dict[str, str] = {}
     with netns:
         try:
@@ -102,15 +112,16 @@ def add(args):
                     pass
             raise CNIError(ERR_IO_FAILURE, f"cannot set sysctl in {args.netns}: {exc}") from None
         inode = netns.inode()
-    state = {"netns": args.netns, "netnsInode": list(inode), "before": before}
+    state = {"netns": args.netns, "netnsInode": list(inode),
+             "before": {key: first.get(key, value) for key, value in before.items()}}
     try:
         save_attachment_state(state_path, state)
-    except OSError as exc:
+    except CNIError:
         _restore(state)
-        raise CNIError(ERR_IO_FAILURE, f"cannot write state file {state_path}: {exc}") from None
+        raise
     logic_network = args.cni_args.get("logicNetworkName", "")
     args.log(f"setup for logical network {logic_network} completed successfully")
-    return args.prev_result
+    return prev
 
 
 @plugin.delete
@@ -128,10 +139,11 @@ def check(args):
     if args.prev_result is None:
         return  # nothing was added to compare with (KubeVirt's plugin: CHECK is a no-op)
     state = load_attachment_state(_state_path(args))
-    if state is None:
+    netns = NetNS(args.netns)
+    if state is None or state.get("netnsInode") != list(netns.inode()):
         raise CNIError(ERR_NOT_SET_UP, f"passt binding is not set up for container "
-                                       f"{args.container_id} ifname {args.ifname}")
-    with NetNS(args.netns):
+                                       f"{args.container_id} ifname {args.ifname} in {args.netns}")
+    with netns:
         for key, wanted in SYSCTLS:
             current = _read_sysctl(key)
             if not _same(current, wanted):
