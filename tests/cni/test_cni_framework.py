@@ -85,6 +85,7 @@ def test_no_command_prints_about_to_stderr_only():
     (json.dumps({"cniVersion": "1.0.0", "type": "t"}), 7, "missing network name"),
     (json.dumps({"cniVersion": "1.0.0", "name": "a b", "type": "t"}), 7, "invalid characters"),
     (conf("2.0.0"), 1, "incompatible CNI versions"),
+    (" " * (4 * 2**20) + conf(), 5, "larger than 4 MiB"),   # valid JSON, but past any real netconf
 ])
 def test_bad_input_gives_spec_error(stdin, code, fragment):
     calls = []

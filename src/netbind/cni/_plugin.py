@@ -36,6 +36,9 @@ _REQUIRED_ENV = (
     ("CNI_PATH", ("ADD", "CHECK", "DEL", "GC", "STATUS")),
 )
 # Minimum config version per command (older configs cannot express it).
+# A network configuration is a few KiB (a GC's validAttachments list may be long): far past any
+# real one, refuse before parsing instead of holding the runtime's exec for seconds.
+MAX_STDIN_BYTES = 4 * 2**20
 _MIN_VERSION = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -302,16 +305,20 @@ class Plugin:
 
     @staticmethod
     def _read_stdin(stdin) -> bytes:
-        if isinstance(stdin, bytes):
-            return stdin
         if isinstance(stdin, str):
-            return stdin.encode()
-        stream = sys.stdin.buffer if stdin is None else stdin
-        try:
-            data = stream.read()
-        except OSError as exc:
-            raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: {exc}") from None
-        return data.encode() if isinstance(data, str) else data
+            stdin = stdin.encode()
+        if isinstance(stdin, bytes):
+            data = stdin[:MAX_STDIN_BYTES + 1]
+        else:
+            stream = sys.stdin.buffer if stdin is None else stdin
+            try:
+                data = stream.read(MAX_STDIN_BYTES + 1)
+            except OSError as exc:
+                raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: {exc}") from None
+            data = data.encode() if isinstance(data, str) else data
+        if len(data) > MAX_STDIN_BYTES:
+            raise CNIError(ERR_IO_FAILURE, f"network config on stdin is larger than {MAX_STDIN_BYTES // 2**20} MiB")
+        return data
 
 
 __all__ = ["CmdArgs", "Plugin", "parse_version"]
