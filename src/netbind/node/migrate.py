@@ -286,6 +286,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         # contents only: the source libvirt's DAC bookkeeping (trusted.libvirt.security.* xattrs:
         # "in use, owner X") must not come along, or the target libvirt refuses to relabel the copy
         shutil.copyfile(state["console"], console)
+        boots_before = _boots(console.read_text(errors="replace"))
         if options.before_transfer is not None:
             options.before_transfer(target)
         target_lv.adopt_incoming(domain_name)
@@ -355,7 +356,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     lease: dict = {}
     if options.wait and refreshed:
         with clock.phase("guest lease") as info:
-            lease = _wait_for_new_lease(console, options.wait_timeout)
+            lease = _wait_for_new_lease(console, options.wait_timeout, boots_before)
             info["detail"] = f"{lease['iface']} {lease['ip']} ({lease['link_up_to_lease_ms']} ms after link up)"
         new_state["phases"] = clock.phases
         (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
@@ -438,13 +439,41 @@ def _shutdown_source_sidecars(source: sandbox.Pod, grace: float = 3.0) -> dict[s
     return outcome
 
 
-def _wait_for_new_lease(console: Path, timeout: float) -> dict:
-    """The first DHCP lease after the last carrier-up the guest reported (the link-refresh)."""
+def _boots(text: str) -> int:
+    return sum(r.word == "BOOT" for r in guestmod.parse_reports(text))
+
+
+# what a guest kernel prints when it dies (panic=-1 reboots right after)
+_DEATH_MARKS = ("Kernel panic", "Attempted to kill init", "BUG:", "Oops", "general protection fault",
+                "segfault at")
+
+
+def _death_excerpt(lines: list[str], limit: int = 30) -> str:
+    """The guest kernel's last words before its reboot: from the first death mark up to the trace's end."""
+    start = next((i for i, line in enumerate(lines) if any(m in line for m in _DEATH_MARKS)), None)
+    if start is None:
+        return "\n".join(lines[-15:])
+    return "\n".join(lines[start:start + limit])
+
+
+def _wait_for_new_lease(console: Path, timeout: float, boots_before: int) -> dict:
+    """The first DHCP lease after the last carrier-up the guest reported (the link-refresh). A BOOT
+    report past the ``boots_before`` the console held at the hand-over means the guest died and
+    rebooted: said at once, with what its kernel printed, instead of waiting for a lease that
+    belongs to another boot."""
     deadline = time.monotonic() + timeout
     while True:
         text = console.read_text(errors="replace")
         # complete lines only: QEMU may be halfway through writing the LEASE line
         reports = guestmod.parse_reports(text[:text.rfind("\n") + 1])
+        if sum(r.word == "BOOT" for r in reports) > boots_before:
+            lines = text.splitlines()
+            last_boot = max(i for i, line in enumerate(lines) if "NB: BOOT" in line)
+            previous = max((i for i, line in enumerate(lines[:last_boot]) if "NB: BOOT" in line), default=0)
+            raise UpError("the guest rebooted after the migration (its kernel died; panic=-1 restarts it),"
+                          " so it took no lease after link-refresh",
+                          details="--- console, the guest's last words ---\n"
+                          + _death_excerpt(lines[previous:last_boot]))
         ups = [i for i, r in enumerate(reports) if r.word == "LINK" and r.fields.get("state") == "up"]
         if ups:
             up = reports[ups[-1]]
@@ -455,7 +484,7 @@ def _wait_for_new_lease(console: Path, timeout: float) -> dict:
                         "router": lease.fields.get("router"), "link_up_to_lease_ms": round(delta * 1000)}
         if time.monotonic() > deadline:
             raise UpError(f"the guest took no new lease within {timeout:g} s after link-refresh",
-                          details="--- console ---\n" + "\n".join(console.read_text(errors="replace").splitlines()[-15:]))
+                          details="--- console ---\n" + "\n".join(text.splitlines()[-15:]))
         time.sleep(0.01)
 
 
