@@ -40,6 +40,7 @@ class Point:
     exit: int | None = None
     leaks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    checker: LeakChecker | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -102,8 +103,9 @@ class Drill:
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(argv, 124, exc.stdout or "", f"timed out after {self.timeout:g} s")
 
-    def cleanup(self, point: Point, checker: LeakChecker, *down: str) -> None:
-        """``netbind down`` after a crash (what the brief's user does), then the leak check."""
+    def cleanup(self, point: Point, checker: LeakChecker | None = None, *down: str) -> None:
+        """``netbind down`` after a crash (what the user does), then the leak check."""
+        checker = checker or point.checker
         checker.note()
         done = self.run(self.argv("down", *(down or ("--all",))))
         if done.returncode != 0:
@@ -177,12 +179,15 @@ class Drill:
 
     # ---- crashes at random moments, and signals --------------------------------------------------
 
-    def signal_at(self, command: str, sig: int, delay: float) -> Point:
-        """Start ``command``, send ``sig`` after ``delay`` seconds (SIGINT to its process group, as
-        Ctrl-C in a terminal; SIGKILL/SIGTERM to the process), clean up, check."""
-        how = f"{signal.Signals(sig).name} at {delay:.2f} s"
+    def signal_at(self, command: str, sig: int, delay: float = 0.0, *, after_writes: int = 0,
+                  keep: bool = False) -> Point:
+        """Start ``command``, send ``sig`` ``delay`` seconds after its start, or after its
+        ``after_writes``-th journal write (SIGINT to its process group, as Ctrl-C in a terminal;
+        SIGKILL and SIGTERM to the process), clean up, check. ``keep``: no cleanup (the caller
+        looks first, then calls ``cleanup``)."""
+        how = f"{signal.Signals(sig).name} " + (f"after write {after_writes}" if after_writes else f"at {delay:.2f} s")
         point = Point(command, how)
-        checker = LeakChecker(self.runtime)
+        checker = point.checker = LeakChecker(self.runtime)
         if command != "up" and not self._ready(point):
             self.cleanup(point, checker)
             return point
@@ -193,7 +198,14 @@ class Drill:
         proc = subprocess.Popen(self.argv(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         try:
-            proc.wait(timeout=delay)
+            if after_writes:
+                deadline = time.monotonic() + self.timeout
+                while len(self._steps(file)) < after_writes and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                if proc.poll() is None:
+                    raise subprocess.TimeoutExpired(proc.args, 0)
+            else:
+                proc.wait(timeout=delay)
             point.problems.append(f"finished before the signal (exit {proc.returncode}); try a shorter delay")
         except subprocess.TimeoutExpired:
             checker.note()
@@ -217,6 +229,11 @@ class Drill:
             own = checker.leaks()
             if own:
                 point.problems.append("up did not clean up after itself: " + "; ".join(own))
+            expected = 128 + sig
+            if proc.returncode != expected:
+                point.problems.append(f"exit {proc.returncode}, not {expected}: {(err or out).strip()[-300:]}")
+        if keep:
+            return point
         self.cleanup(point, checker, *(() if command != "migrate" else (self.name,)))
         return point
 
