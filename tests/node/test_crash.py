@@ -5,6 +5,7 @@ must come up again. The reduced set runs in CI (every write of `up`, a few of mi
 bench/crash.py runs everything (before and after every write, random moments, signals)."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -54,7 +55,6 @@ def test_fault_injection_kills_right_after_the_nth_write_or_before_it(tmp_path):
         done = subprocess.run([sys.executable, "-c", script, str(tmp_path / spec)],
                               env=dict(env, NETBIND_FAULT_KILL_AT=spec))
         assert done.returncode == KILLED
-        import json
         data = json.loads((tmp_path / spec / "journal.json").read_text())
         assert len(data["entries"]) == entries and (not entries or data["entries"][-1]["state"] == state)
     bad = subprocess.run([sys.executable, "-c", "import netbind.node.journal"], capture_output=True, text=True,
