@@ -111,3 +111,13 @@ def test_up_wait_stopped_by_sigterm_or_ctrl_c_tears_itself_down(drill, sig):
     points.append(drill.restart())
     assert all(p.ok for p in points), _failures(points)
     assert [p.exit for p in points[:2]] == [128 + sig] * 2
+
+
+def test_down_name_removes_a_pod_directory_a_crash_left_before_its_journal(tmp_path):
+    """Regression (bench/crash.py, migrate killed before its first write): the target pod's directory
+    existed without a journal, `down NAME` matched no VMI in it, and the node stayed up for ever."""
+    runtime = tmp_path / "rt"
+    orphan = runtime / "pods" / "nb-vm-net-binding-passt-0a1b2c"
+    orphan.mkdir(parents=True)
+    assert sandbox.down(NAME, runtime) == []
+    assert not orphan.exists() and not runtime.exists()

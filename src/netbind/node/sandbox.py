@@ -399,6 +399,11 @@ def down(name: str, runtime: Path | None = None) -> list[str]:
     for pod in find_pods(name, runtime):
         pod.down()
         removed.append(pod.netns)
+    for pod in list_pods(runtime):
+        # a crash between a pod directory's mkdir and its journal's first write: nothing was recorded,
+        # so nothing else exists; left there it would name no VMI and keep the node up for ever
+        if not pod.journal.path.exists():
+            pod.down()
     if not list_pods(runtime):
         down_node(runtime)
     return removed
