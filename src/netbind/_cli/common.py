@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -50,6 +52,30 @@ def load_manifests(files: tuple[str, ...]) -> Any:
     for warning in manifests.warnings:
         click.echo(f"warning: {warning}", err=True)
     return manifests
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt), so that what a
+    command started is torn down the same way."""
+
+
+@contextmanager
+def terminates_like_ctrl_c() -> Iterator[None]:
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(exc: KeyboardInterrupt, what: str) -> None:
+    """One line for a Ctrl-C or SIGTERM, and the shell's exit status for it (130, 143)."""
+    sigterm = isinstance(exc, Terminated)
+    click.echo(f"{'terminated (SIGTERM)' if sigterm else 'interrupted (Ctrl-C)'}: {what}", err=True)
+    sys.exit(128 + (signal.SIGTERM if sigterm else signal.SIGINT))
 
 
 def dump(data: Any, output: str) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netbind._cli.common import handles_bad_input
+from netbind._cli.common import handles_bad_input, interrupted, terminates_like_ctrl_c
 from netbind._cli.runtime import _RichProgress, _console, _print_interfaces
 
 
@@ -37,7 +37,13 @@ def migrate(name, wait, timeout, output, images_file):
     console = _console()
     progress = _RichProgress(console) if output == "text" else None
     try:
-        result = migration.migrate(name, MigrateOptions(images=images, wait=wait, wait_timeout=timeout), progress)
+        with terminates_like_ctrl_c():
+            result = migration.migrate(name, MigrateOptions(images=images, wait=wait, wait_timeout=timeout),
+                                       progress)
+    except KeyboardInterrupt as exc:
+        interrupted(exc, "migrate stopped; before the hand-over the target pod is torn down and the VMI keeps"
+                         " running on the source, after it the VMI runs on the target (netbind status;"
+                         " netbind down removes what is left)")
     except MigrationError as exc:
         if output == "json":
             click.echo(json.dumps({"error": exc.message, "phase": exc.phase, "details": exc.details,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from netbind._cli.common import handles_bad_input, kubevirt_version, load_manifests, manifest_files
+from netbind._cli.common import (handles_bad_input, interrupted, kubevirt_version, load_manifests,
+                                 manifest_files, terminates_like_ctrl_c)
 
 
 class _RichProgress:
@@ -71,7 +72,10 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
     console = _console()
     progress = _RichProgress(console) if output == "text" else None
     try:
-        result = runtime.up(manifests, options, progress)
+        with terminates_like_ctrl_c():
+            result = runtime.up(manifests, options, progress)
+    except KeyboardInterrupt as exc:
+        interrupted(exc, "up stopped; what it had created was torn down (netbind down --all removes any rest)")
     except UpError as exc:
         if output == "json":
             click.echo(json.dumps({"error": exc.message, "phase": exc.phase, "details": exc.details,

@@ -5,6 +5,15 @@ Every effectful step writes an ``intended`` entry *before* it creates a thing an
 journal still names everything that may exist. Undo walks the entries newest first and calls the
 undo action registered for the entry's kind; undo actions are idempotent (a thing already gone is
 fine), so undoing an ``intended`` entry whose creation never happened is harmless.
+
+Fault injection (crash drills, ``tests/node/test_crash.py`` and ``bench/crash.py``): with
+``NETBIND_FAULT_KILL_AT=N`` in its environment a process SIGKILLs itself right after its N-th
+journal write (every write counts: a journal's creation, each ``intended`` and ``created`` mark,
+each entry forgotten or undone), so every recorded step can be crashed at, one run per N;
+``NETBIND_FAULT_KILL_AT=N:before`` kills just *before* the N-th write instead (the step's work done,
+its record not yet written). ``NETBIND_FAULT_COUNT=FILE`` appends one line per write to FILE
+(``N kind name state``) to count the writes of a run. Both are read once, at import, and removed
+from the environment so that child processes never inherit them; unset, they cost nothing.
 """
 from __future__ import annotations
 
@@ -12,11 +21,42 @@ import importlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 JOURNAL_FILE = "journal.json"
+FAULT_KILL_AT = "NETBIND_FAULT_KILL_AT"
+FAULT_COUNT = "NETBIND_FAULT_COUNT"
+
+
+def _fault_settings() -> tuple[int, bool, str | None]:
+    """(write index to kill at or 0, whether before that write, the count file); read once."""
+    spec, count = os.environ.pop(FAULT_KILL_AT, ""), os.environ.pop(FAULT_COUNT, None)
+    index, _, when = spec.partition(":")
+    if spec and (not index.isdigit() or when not in ("", "before", "after")):
+        raise ValueError(f"{FAULT_KILL_AT}={spec!r}: expected N, N:before or N:after (N >= 1)")
+    return (int(index) if spec else 0), when == "before", count or None
+
+
+_KILL_AT, _KILL_BEFORE, _COUNT_FILE = _fault_settings()
+_writes = 0
+
+
+def _fault_point(position: str, what: str) -> None:
+    """Called around every journal write when fault injection is on (see the module docstring)."""
+    global _writes
+    if position == "before":
+        if _KILL_BEFORE and _writes + 1 == _KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
+    _writes += 1
+    if _COUNT_FILE:
+        with open(_COUNT_FILE, "a") as f:
+            f.write(f"{_writes} {what}\n")
+    if not _KILL_BEFORE and _writes == _KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 # kind -> "module:function" taking the entry's attrs; resolved on use (keeps imports lazy and lets
 # other layers, e.g. CNI attachments or libvirt domains, add their kinds without a cycle).
@@ -68,10 +108,12 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
         journal = cls(directory)
         journal.meta.update(meta or {})
-        journal.save()
+        journal.save(f"create {directory.name} -")
         return journal
 
-    def save(self) -> None:
+    def save(self, what: str = "save") -> None:
+        if _KILL_AT or _COUNT_FILE:
+            _fault_point("before", what)
         data = {"meta": self.meta, "entries": [e.__dict__ for e in self.entries]}
         tmp = self.path.with_name(JOURNAL_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -79,24 +121,26 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
+        if _KILL_AT or _COUNT_FILE:
+            _fault_point("after", what)
 
     def intend(self, kind: str, name: str, **attrs: Any) -> Entry:
         if kind not in UNDO:
             raise ValueError(f"journal kind {kind!r} has no undo action; register it in journal.UNDO")
         entry = Entry(kind, name, dict(attrs))
         self.entries.append(entry)
-        self.save()
+        self.save(f"{kind} {name} intended")
         return entry
 
     def created(self, entry: Entry, **attrs: Any) -> None:
         entry.attrs.update(attrs)
         entry.state = "created"
-        self.save()
+        self.save(f"{entry.kind} {entry.name} created")
 
     def forget(self, entry: Entry) -> None:
         """Drop an entry whose thing is known not to exist (its creator already undid it)."""
         self.entries.remove(entry)
-        self.save()
+        self.save(f"{entry.kind} {entry.name} forgotten")
 
     def find(self, kind: str, name: str | None = None) -> list[Entry]:
         return [e for e in self.entries if e.kind == kind and (name is None or e.name == name)]
@@ -111,7 +155,7 @@ class Journal:
                 failures.append(f"{entry.kind} {entry.name}: {exc}")
                 continue
             self.entries.remove(entry)
-            self.save()
+            self.save(f"{entry.kind} {entry.name} undone")
         if failures:
             raise UndoError("could not remove: " + "; ".join(failures))
 

@@ -396,8 +396,15 @@ def undo_domain(attrs: dict[str, Any]) -> None:
     try:
         domain = conn.lookupByName(attrs["name"])
         if domain.isActive():
-            domain.destroy()
-        domain.undefine()
+            try:
+                domain.destroy()
+            except libvirt.libvirtError as exc:
+                # an incoming domain whose migration was cut off (its source killed) stops by itself
+                # between isActive and destroy: "domain is not running" is what undo wants
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or domain.isActive():
+                    raise
+        if domain.isPersistent():
+            domain.undefine()
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
             raise LibvirtError(f"remove domain {attrs['name']}: {exc}") from None

@@ -155,18 +155,21 @@ def migrate(name: str, options: MigrateOptions | None = None, progress: Progress
                            binding_migration_method_by_interface_name(vmi, config), plugin_plan)
     except BaseException as exc:
         phase = clock.current
-        if migration["completed"] and isinstance(exc, Exception):
+        if migration["completed"]:
             # after the hand-over the guest lives in the target pod: tearing it down would kill the VM
+            if not isinstance(exc, Exception):
+                raise   # Ctrl-C, SIGTERM: the VM stays where it runs now, the rest is for `netbind down`
             reason = exc.message if isinstance(exc, UpError) else str(exc)
             raise MigrationError(f"{phase} failed after the hand-over: {reason}; the VMI runs on"
                                  f" {migration['targetNode']} ({target.netns}) now; source pod {source.netns}"
                                  f" (no domain left) and the target remain for `netbind down`",
                                  phase=phase) from exc
         cleanup = ""
-        try:
-            target.down()
-        except UndoError as undo_exc:
-            cleanup = f"\ncleanup of the target pod incomplete ({undo_exc}); run `netbind down {target.netns}`"
+        with sandbox.uninterrupted():   # a second Ctrl-C must not leave half a target pod
+            try:
+                target.down()
+            except UndoError as undo_exc:
+                cleanup = f"\ncleanup of the target pod incomplete ({undo_exc}); run `netbind down {target.netns}`"
         reason = exc.message if isinstance(exc, UpError) else f"{phase}: {exc}"
         migration.update({"failed": True, "endTimestamp": _now(), "failureReason": reason})
         _record(source, {"migrationState": migration})

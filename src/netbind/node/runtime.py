@@ -334,12 +334,13 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
                             network_info_annotation, passt_path, plugin_plan)
     except BaseException as exc:
         phase = clock.current
-        try:
-            pod.down()
-        except UndoError as undo_exc:
-            if isinstance(exc, UpError):
-                exc.details += f"\ncleanup incomplete ({undo_exc}); run `netbind down --all`"
-        sandbox.down_node_if_idle(runtime)
+        with sandbox.uninterrupted():   # a second Ctrl-C must not leave half a pod
+            try:
+                pod.down()
+            except UndoError as undo_exc:
+                if isinstance(exc, UpError):
+                    exc.details += f"\ncleanup incomplete ({undo_exc}); run `netbind down --all`"
+            sandbox.down_node_if_idle(runtime)
         if isinstance(exc, UpError):
             exc.phase = exc.phase or phase
             raise

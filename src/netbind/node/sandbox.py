@@ -14,10 +14,12 @@ import os
 import re
 import secrets
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 from netbind import _iproute as iproute
 from netbind.node import paths, procs
@@ -397,6 +399,11 @@ def down(name: str, runtime: Path | None = None) -> list[str]:
     for pod in find_pods(name, runtime):
         pod.down()
         removed.append(pod.netns)
+    for pod in list_pods(runtime):
+        # a crash between a pod directory's mkdir and its journal's first write: nothing was recorded,
+        # so nothing else exists; left there it would name no VMI and keep the node up for ever
+        if not pod.journal.path.exists():
+            pod.down()
     if not list_pods(runtime):
         down_node(runtime)
     return removed
@@ -411,6 +418,24 @@ def down_all(runtime: Path | None = None) -> list[str]:
         removed.append(pod.netns)
     down_node(runtime)
     return removed
+
+
+@contextmanager
+def uninterrupted() -> Iterator[list[int]]:
+    """A teardown that a second Ctrl-C or SIGTERM does not cut short: both are noted (the list
+    yielded) and otherwise ignored until the block ends. Only the main thread can do this; in any
+    other thread the block runs as it is. SIGKILL still ends everything (then `netbind down`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def node_lock(runtime: Path | None = None):
