@@ -60,7 +60,7 @@ def main() -> int:
                 checker.note()
             else:
                 failures += 1
-                outcome = "(up failed) " + (out.strip().splitlines() or [""])[-1][:100]
+                outcome = "(up failed) " + " | ".join(out.strip().splitlines()[-3:])[:300]
             print(f"{EXAMPLES[ex]:<28} {rc:>5} {wall:>6.1f}  {outcome}", flush=True)
     finally:
         checker.note()
