@@ -6,7 +6,6 @@ or the runtime's message counts as an answer, not a failure), then the leaks. Ex
 `up`, a failed migration of a migratable VM, or a leak."""
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess

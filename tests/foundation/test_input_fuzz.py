@@ -93,7 +93,7 @@ def test_unknown_field_is_a_warning_naming_path_and_fix(tmp_path):
     kv = next(p for p in (tmp_path / "m").iterdir() if "kind: KubeVirt" in p.read_text())
     kv.write_text(kv.read_text().replace("sidecarImage", "sidecarimage"))
     result = _run(["validate", "-f", str(tmp_path / "m")])
-    assert f'unknown field "spec.configuration.network.binding.passt.sidecarimage"' in result.stderr
+    assert 'unknown field "spec.configuration.network.binding.passt.sidecarimage"' in result.stderr
     assert "did you mean sidecarImage?" in result.stderr and result.stderr.startswith("warning: ")
 
 

@@ -11,6 +11,7 @@ import pytest
 from netbind import _iproute as iproute
 from netbind.node import guest, procs, sandbox, stack
 from netbind.testing import require, require_binary, require_root
+from netbind.testing.leaks import mount_point_used_elsewhere
 
 HOST_MOUNT_POINTS = [p for p in sandbox.MOUNT_POINTS if not p.exists()]  # the ones ours to remove
 
@@ -68,28 +69,7 @@ class Footprint:
             assert marker not in mounts
         assert not [p for p in self.paths if p.exists()]
         # another runtime on this machine (a concurrent test run) may own or use them: then they stay
-        assert not [p for p in HOST_MOUNT_POINTS if p.exists() and not _owned_elsewhere(p, self.paths)]
-
-
-def _owned_elsewhere(path: Path, ours: set[Path]) -> bool:
-    """Whether another runtime (its node journal under /run) recorded the mount point, or a
-    process has something mounted on it."""
-    import json
-
-    from netbind.node.journal import mounted_anywhere
-
-    if mounted_anywhere(str(path)):
-        return True
-    for journal in Path("/run").glob("*/node/journal.json"):
-        if journal.parent.parent in ours:
-            continue
-        try:
-            entries = json.loads(journal.read_text()).get("entries", [])
-        except (OSError, ValueError):
-            continue
-        if any(e.get("kind") == "mountpoint" and e.get("name") == str(path) for e in entries):
-            return True
-    return False
+        assert not [p for p in HOST_MOUNT_POINTS if p.exists() and not mount_point_used_elsewhere(p, self.paths)]
 
 
 def wait_for_reports(read_console, predicate, timeout: float = 30.0) -> list[guest.Report]:

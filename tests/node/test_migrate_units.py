@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netbind.node import migrate
+from netbind.node import guest, migrate
 from netbind.node.runtime import UpError
 
 BEFORE = """NB: BOOT uptime=1.93 kernel=6.1.0-57-amd64
@@ -28,7 +28,7 @@ NB: LEASE iface=eth0 ip=10.244.1.10 mask=24 router=10.244.1.1 dns= mac=52:54:00:
 def test_a_lease_after_the_link_refresh_is_the_new_lease(tmp_path):
     console = tmp_path / "console.log"
     console.write_text(BEFORE + REFRESHED)
-    lease = migrate._wait_for_new_lease(console, 1, migrate._boots(BEFORE))
+    lease = migrate._wait_for_new_lease(console, 1, migrate._boots(guest.parse_reports(BEFORE)))
     assert lease == {"iface": "eth0", "ip": "10.244.1.10", "router": "10.244.1.1", "link_up_to_lease_ms": 690}
 
 
@@ -36,7 +36,7 @@ def test_a_guest_that_rebooted_after_the_hand_over_is_named_with_its_kernel_pani
     console = tmp_path / "console.log"
     console.write_text(BEFORE + DIED)
     with pytest.raises(UpError) as caught:
-        migrate._wait_for_new_lease(console, 30, migrate._boots(BEFORE))
+        migrate._wait_for_new_lease(console, 30, migrate._boots(guest.parse_reports(BEFORE)))
     assert "the guest rebooted after the migration" in caught.value.message
     assert caught.value.details.splitlines()[1].endswith("Attempted to kill init! exitcode=0x0000000b")
     assert "NB: BOOT" not in caught.value.details
@@ -46,4 +46,4 @@ def test_no_lease_within_the_timeout_shows_the_console_tail(tmp_path):
     console = tmp_path / "console.log"
     console.write_text(BEFORE)
     with pytest.raises(UpError, match="no new lease within 0.2 s"):
-        migrate._wait_for_new_lease(console, 0.2, migrate._boots(BEFORE))
+        migrate._wait_for_new_lease(console, 0.2, migrate._boots(guest.parse_reports(BEFORE)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from netbind._cli.common import (handles_bad_input, interrupted, kubevirt_version, load_manifests,
+from netbind._cli.common import (BadInput, handles_bad_input, interrupted, kubevirt_version, load_manifests,
                                  manifest_files, terminates_like_ctrl_c)
 
 
@@ -57,8 +57,6 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
     from netbind.node.images import ImageMap, ImageMapError
     from netbind.node.runtime import UpError, UpOptions
     from netbind.node import runtime
-
-    from netbind._cli.common import BadInput
     from netbind.node.multus import PodNetworkError, load_pod_network
 
     manifests = load_manifests(files)

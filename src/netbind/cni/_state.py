@@ -64,6 +64,11 @@ def recorded_netns(state: dict) -> NetNS | None:
         return None
 
 
+def records_netns(state: dict | None, netns: NetNS) -> bool:
+    """Whether ``state`` was recorded in ``netns`` itself (by device and inode, not by path)."""
+    return state is not None and state.get("netnsInode") == list(netns.inode())
+
+
 def state_for_add(path: str, netns: NetNS, undo, log) -> dict | None:
     """ADD's view of an earlier state file at ``path``: the state when it records ``netns`` itself
     (the same live namespace, compared by device and inode: a repeated ADD), else None.
@@ -83,7 +88,7 @@ def state_for_add(path: str, netns: NetNS, undo, log) -> dict | None:
             log(f"replacing attachment state {path}: not a JSON object")
             _unlink(path)
         return None
-    if state and state.get("netnsInode") == list(netns.inode()):
+    if state and records_netns(state, netns):
         return state
     if undo is not None:
         log(f"replacing stale attachment state {path}: it records namespace {state.get('netns')!r}, "

@@ -289,7 +289,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         # contents only: the source libvirt's DAC bookkeeping (trusted.libvirt.security.* xattrs:
         # "in use, owner X") must not come along, or the target libvirt refuses to relabel the copy
         shutil.copyfile(state["console"], console)
-        boots_before = _boots(console.read_text(errors="replace"))
+        boots_before = _boots(guestmod.parse_reports(console.read_text(errors="replace")))
         if options.before_transfer is not None:
             options.before_transfer(target)
         target_lv.adopt_incoming(domain_name)
@@ -442,8 +442,8 @@ def _shutdown_source_sidecars(source: sandbox.Pod, grace: float = 3.0) -> dict[s
     return outcome
 
 
-def _boots(text: str) -> int:
-    return sum(r.word == "BOOT" for r in guestmod.parse_reports(text))
+def _boots(reports: list[guestmod.Report]) -> int:
+    return sum(r.word == "BOOT" for r in reports)
 
 
 # what a guest kernel prints when it dies (panic=-1 reboots right after)
@@ -469,7 +469,7 @@ def _wait_for_new_lease(console: Path, timeout: float, boots_before: int) -> dic
         text = console.read_text(errors="replace")
         # complete lines only: QEMU may be halfway through writing the LEASE line
         reports = guestmod.parse_reports(text[:text.rfind("\n") + 1])
-        if sum(r.word == "BOOT" for r in reports) > boots_before:
+        if _boots(reports) > boots_before:
             lines = text.splitlines()
             last_boot = max(i for i, line in enumerate(lines) if "NB: BOOT" in line)
             previous = max((i for i, line in enumerate(lines[:last_boot]) if "NB: BOOT" in line), default=0)

@@ -269,21 +269,26 @@ class LeakChecker:
         return left
 
     def _used_elsewhere(self, path: Path) -> bool:
-        """Another runtime's node journal records the mount point, or something is mounted on it."""
-        from netbind.node.journal import mounted_anywhere
+        return mount_point_used_elsewhere(path, {self.runtime})
 
-        if mounted_anywhere(str(path)):
+
+def mount_point_used_elsewhere(path: Path, ours: set[Path]) -> bool:
+    """Another runtime's node journal (not one of the runtime dirs ``ours``) records the mount
+    point, or something is mounted on it."""
+    from netbind.node.journal import mounted_anywhere
+
+    if mounted_anywhere(str(path)):
+        return True
+    for journal in Path("/run").glob("*/node/journal.json"):
+        if journal.parent.parent in ours:
+            continue
+        try:
+            entries = json.loads(journal.read_text()).get("entries", [])
+        except (OSError, ValueError):
+            continue
+        if any(e.get("kind") == "mountpoint" and e.get("name") == str(path) for e in entries):
             return True
-        for journal in Path("/run").glob("*/node/journal.json"):
-            if journal.parent.parent == self.runtime:
-                continue
-            try:
-                entries = json.loads(journal.read_text()).get("entries", [])
-            except (OSError, ValueError):
-                continue
-            if any(e.get("kind") == "mountpoint" and e.get("name") == str(path) for e in entries):
-                return True
-        return False
+    return False
 
 
 def assert_no_leaks(checker: LeakChecker, context: str = "") -> None:
@@ -291,4 +296,4 @@ def assert_no_leaks(checker: LeakChecker, context: str = "") -> None:
     assert not leaks, (f"{context}: " if context else "") + "left behind:\n  " + "\n  ".join(leaks)
 
 
-__all__ = ["Footprint", "LeakChecker", "assert_no_leaks"]
+__all__ = ["Footprint", "LeakChecker", "assert_no_leaks", "mount_point_used_elsewhere"]

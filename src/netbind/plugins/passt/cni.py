@@ -33,6 +33,7 @@ from netbind.cni._state import (
     attachment_state_path,
     load_attachment_state,
     recorded_netns,
+    records_netns,
     save_attachment_state,
     state_for_add,
 )
@@ -140,7 +141,7 @@ def check(args):
         return  # nothing was added to compare with (KubeVirt's plugin: CHECK is a no-op)
     state = load_attachment_state(_state_path(args))
     netns = NetNS(args.netns)
-    if state is None or state.get("netnsInode") != list(netns.inode()):
+    if not records_netns(state, netns):
         raise CNIError(ERR_NOT_SET_UP, f"passt binding is not set up for container "
                                        f"{args.container_id} ifname {args.ifname} in {args.netns}")
     with netns:
