@@ -12,6 +12,7 @@ every new libvirtd.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -236,6 +237,27 @@ def _prepare(layout: Layout) -> None:
             shutil.copy2(cached, layout.capabilities / cached.name)
 
 
+def offer_capabilities(probed_dir: Path, shared: Path) -> None:
+    """Copy the capability files a libvirtd probed into the host's shared cache, where new."""
+    # Pods started at once on a fresh host all probe and offer their files together: each writes
+    # its own temporary name (with one shared name, a pod's rename can take another pod's copy
+    # away under it, and that pod's `up` fails), and a failed offer only costs the next pod a probe.
+    try:
+        fresh = [p for p in probed_dir.glob("*.xml")
+                 if not (shared / p.name).exists() or (shared / p.name).read_bytes() != p.read_bytes()]
+        if fresh:
+            shared.mkdir(parents=True, exist_ok=True)
+        for probed in fresh:
+            tmp = shared / f".{probed.name}.{os.getpid()}.tmp"
+            try:
+                shutil.copy2(probed, tmp)
+                tmp.replace(shared / probed.name)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def await_socket(pod: Pod, layout: Layout, record: procs.ProcessRecord, timeout: float, what: str) -> None:
     """Wait for a just-started libvirtd to open its socket; stop it and say why if it does not."""
     deadline = time.monotonic() + timeout
@@ -356,16 +378,7 @@ class PrivateLibvirtd:
 
     def share_capabilities(self) -> None:
         """Offer this libvirtd's probed QEMU capabilities to the next ones (pitfall 8)."""
-        shared = self.shared_capabilities()
-        fresh = [p for p in self.layout.capabilities.glob("*.xml")
-                 if not (shared / p.name).exists() or (shared / p.name).read_bytes() != p.read_bytes()]
-        if not fresh:
-            return
-        shared.mkdir(parents=True, exist_ok=True)
-        for probed in fresh:
-            tmp = shared / f".{probed.name}.tmp"
-            shutil.copy2(probed, tmp)
-            tmp.replace(shared / probed.name)
+        offer_capabilities(self.layout.capabilities, self.shared_capabilities())
 
     def stop(self) -> None:
         """Remove its domains, then stop libvirtd (what ``down`` would do from the journal)."""
