@@ -333,7 +333,8 @@ class Pod:
 
     def process_spec(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
                      hooks_subdir: str | None = None, podinfo: bool = False,
-                     binds: Sequence[procs.Bind] = ()) -> procs.ProcessSpec:
+                     binds: Sequence[procs.Bind] = (), devices: Sequence[procs.Device] = ()
+                     ) -> procs.ProcessSpec:
         """A process of this pod: its netns, its log and pidfile, and the container-like mounts."""
         mounts = list(binds)
         if hooks_subdir is not None:
@@ -341,7 +342,7 @@ class Pod:
         if podinfo:
             mounts.append(procs.Bind(self.names.podinfo_dir, PODINFO_TARGET, read_only=True))
         return procs.ProcessSpec(name=name, argv=tuple(argv), netns=self.netns, binds=tuple(mounts), env=env,
-                                 log=self.names.logs_dir / f"{name}.log",
+                                 devices=tuple(devices), log=self.names.logs_dir / f"{name}.log",
                                  pidfile=self.names.directory / "pids" / f"{name}.pid")
 
     def start(self, spec: procs.ProcessSpec) -> procs.ProcessRecord:
