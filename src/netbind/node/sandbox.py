@@ -250,11 +250,10 @@ def _apply_step(step: Step, journal: Journal) -> None:
         # A point another runtime made is recorded here too, so that whichever runtime goes last
         # removes it (each one alone left it behind while the other still used it); a point the
         # host had already is never ours.
-        shared = step.path.exists()
-        if shared and not mountpoint_recorded_elsewhere(str(step.path), {journal.directory.parent}):
+        if step.path.exists() and not mountpoint_recorded_elsewhere(str(step.path), {journal.directory.parent}):
             return
         entry = journal.intend("mountpoint", str(step.path), runtime=str(journal.directory.parent))
-        step.path.mkdir(mode=0o755, exist_ok=shared)
+        step.path.mkdir(mode=0o755, exist_ok=True)   # another runtime may make it in between: shared
     else:  # configuration of things created above: undone with them
         if isinstance(step, Enslave):
             iproute.ip("link", "set", step.link, "master", step.master, netns=step.netns)
