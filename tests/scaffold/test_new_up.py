@@ -1,7 +1,8 @@
 """Right after `netbind new`, for each shape: the project's own tests pass (the netbind venv's
 pytest) and `netbind up -f example/ --wait` boots its VM for real, which takes its lease through
-the plugin; `netbind down --all` then leaves nothing (netbind.testing.leaks). The cni-sidecar
-project's image is built by `netbind image build --project` and its sidecar runs as that container."""
+the plugin; `netbind down --all` then leaves nothing (netbind.testing.leaks). The
+sidecar shapes run their sidecar as the installed console script, and after `netbind image build
+--project` as a container of the project's image."""
 from __future__ import annotations
 
 import json
@@ -57,15 +58,19 @@ def runtime():
     assert not path.exists(), f"{path} left behind"
 
 
-@pytest.mark.parametrize("project", ["zero-code", "sidecar", "cni-sidecar"], indirect=True)
-def test_a_fresh_scaffold_passes_its_tests_and_boots_its_vm(project, runtime):
+@pytest.mark.parametrize("project, mode", [("zero-code", None), ("sidecar", "process"), ("sidecar", "container"),
+                                           ("cni-sidecar", "process"), ("cni-sidecar", "container")],
+                         indirect=["project"])
+def test_a_fresh_scaffold_passes_its_tests_and_boots_its_vm(project, mode, runtime):
+    """mode process: right after scaffolding (and pip install -e), the sidecar as the installed
+    console script; container: after `netbind image build --project .`, as a container of its image."""
     name, shape, path = project
     tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=path)
     assert tests.returncode == 0, tests.stdout[-3000:]
 
     env = dict(os.environ, NETBIND_RUNTIME_DIR=str(runtime), NETBIND_SIDECARS="process")
     tag = f"localhost/{name}-sidecar:latest"
-    if shape == "cni-sidecar":
+    if mode == "container":
         require_podman()
         built = _run(netbind_argv("image", "build", "--project", ".", "-o", "json"), cwd=path, timeout=900)
         assert built.returncode == 0, built.stderr[-3000:]
@@ -84,12 +89,12 @@ def test_a_fresh_scaffold_passes_its_tests_and_boots_its_vm(project, runtime):
             assert sidecars == []
         else:
             (sidecar,) = sidecars
-            want = f"container of {tag}" if shape == "cni-sidecar" else f"host process {sys.prefix}/bin/{name}-sidecar"
+            want = f"container of {tag}" if mode == "container" else f"host process {sys.prefix}/bin/{name}-sidecar"
             assert want in sidecar, sidecar
     finally:
         checker.note()
         down = _run(netbind_argv("down", "--all"), cwd=path, env=env)
-        if shape == "cni-sidecar":
+        if mode == "container":
             _podman.run("rmi", "--force", tag, check=False)
     assert down.returncode == 0, down.stderr
     assert checker.leaks() == []
