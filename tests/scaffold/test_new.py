@@ -83,3 +83,26 @@ def test_the_zero_code_scaffold_passes_its_own_tests(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "3 passed" in done.stdout
+
+
+def test_the_cni_installer_entry_puts_the_executables_named_in_the_manifest_on_the_node(tmp_path):
+    import yaml
+
+    assert netbind("new", "my-cni", "--shape", "cni-sidecar", cwd=tmp_path).returncode == 0
+    project = tmp_path / "my-cni"
+    manifest = yaml.safe_load((project / "netbind-plugin.yaml").read_text())
+    assert manifest["cni"]["types"] == manifest["cni"]["executables"] == ["my-cni-cni"]
+    source, node = tmp_path / "src", tmp_path / "node-bin"
+    source.mkdir(), node.mkdir()
+    (source / "my-cni-cni").write_text("#!/bin/sh\necho v1\n")
+    (source / "my-cni-cni").chmod(0o755)
+    done = subprocess.run(["sh", project / manifest["cni"]["installer"]], env={"SRC": str(source), "CNI_BIN_DIR": str(node),
+                          "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in node.iterdir()] == ["my-cni-cni"]
+    assert subprocess.run([node / "my-cni-cni"], capture_output=True, text=True).stdout == "v1\n"
+
+
+def test_a_dir_whose_parent_is_missing_is_refused(tmp_path):
+    done = netbind("new", "my-binding", "--shape", "sidecar", "--dir", str(tmp_path / "no" / "such"))
+    assert done.returncode == 2 and "does not exist" in done.stderr and list(tmp_path.iterdir()) == []
