@@ -106,3 +106,12 @@ def test_the_cni_installer_entry_puts_the_executables_named_in_the_manifest_on_t
 def test_a_dir_whose_parent_is_missing_is_refused(tmp_path):
     done = netbind("new", "my-binding", "--shape", "sidecar", "--dir", str(tmp_path / "no" / "such"))
     assert done.returncode == 2 and "does not exist" in done.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_image_build_project_refuses_a_folder_without_images_before_building(tmp_path):
+    assert netbind("new", "my-tap", "--shape", "zero-code", cwd=tmp_path).returncode == 0
+    done = netbind("image", "build", "--project", str(tmp_path / "my-tap"))
+    assert done.returncode == 2 and "images: no image to build (a zero-code plugin has none)" in done.stderr
+    done = netbind("image", "build", "--project", str(tmp_path))
+    assert done.returncode == 2 and "no netbind-plugin.yaml there" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
