@@ -243,6 +243,10 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
         "problems": [{"type": c.type, "field": c.field, "message": c.message} for c in validation.causes]
         + [f.to_json() for f in validation.findings],
     }
+    from netbind.launcher import disks as disksmod
+    result["disks"], disk_problems = disksmod.describe(decoded)
+    prefix = manifests.field_prefix
+    result["problems"] += [{**p, "field": prefix + p["field"][len("spec"):]} for p in disk_problems]
     try:
         result["networkMemoryOverhead"] = str(network_memory_overhead(decoded, config, profile=profile))
         result["memoryOverhead"] = str(memory_overhead(decoded, config, profile=profile))

@@ -105,7 +105,7 @@ class _Namer:
         self._by_disk = dict(reserved)
         self._used = set(reserved.values())
 
-    def name(self, disk: str, bus: str) -> tuple[str, int]:
+    def name(self, disk: str, bus: str, where: str) -> tuple[str, int]:
         prefix = "vd" if bus == "virtio" else "sd"
         if disk in self._by_disk and self._by_disk[disk].startswith(prefix):
             taken = self._by_disk[disk]
@@ -116,7 +116,7 @@ class _Namer:
                 self._used.add(candidate)
                 self._by_disk[disk] = candidate
                 return candidate, i
-        raise DiskError("no free device name", field=f"spec.domain.devices.disks[{disk}]")
+        raise DiskError("no free device name", field=where)
 
 
 def _instance_uuid(vmi: VirtualMachineInstance) -> str:
@@ -215,7 +215,7 @@ def _source_element(vmi: VirtualMachineInstance, volume: Any, index: int, disk_t
     name = volume.name
     if disk_type == "lun":
         raise DiskError(f"device {name} is of type lun. Not compatible with a file based disk",
-                        field=f"spec.domain.devices.disks[{name}]")
+                        field=where)
     if volume.container_disk is not None:
         backing = element("backingStore", [("type", "file")],
                           element("format", [("type", container_disk_format)]),
@@ -227,7 +227,7 @@ def _source_element(vmi: VirtualMachineInstance, volume: Any, index: int, disk_t
                 None], "raw"
     if (volume.model_extra or {}).get("emptyDisk") is not None:
         return [element("source", [("file", f"{EMPTY_DISKS_DIR}/{name}.qcow2")]), None], "qcow2"
-    raise DiskError(unsupported_volumes_message(volume), field=f"spec.volumes[{name}]")
+    raise DiskError(unsupported_volumes_message(volume), field=f"spec.volumes[{index}]")
 
 
 def unsupported_volumes_message(volume: Any) -> str:
@@ -252,19 +252,20 @@ def domain_disks(vmi: VirtualMachineInstance, *, virtio_model: str, sev: bool = 
         from ._converter import vcpu_count
         queues = max(vcpu_count(vmi), 1)
     disks = []
-    for disk in devices.disks or []:
+    for position, disk in enumerate(devices.disks or []):
         name = disk.get("name", "")
+        where = f"spec.domain.devices.disks[{position}]"
         device, target = _target_kind(disk)
         bus = target.get("bus") or "sata"  # the amd64 webhook default
         if bus not in ("virtio", "sata", "scsi", "usb"):
             raise DiskError(f"unsupported disk bus {bus!r}; expected virtio, sata, scsi or usb",
-                            field=f"spec.domain.devices.disks[{name}].{device}.bus")
-        dev, unit = namer.name(name, bus)
+                            field=f"{where}.{device}.bus")
+        dev, unit = namer.name(name, bus, where)
         if name not in volumes:
             if device == "cdrom":  # an empty tray
                 raise DiskError("a cdrom without a volume (empty tray) is not converted by netbind",
-                                field=f"spec.domain.devices.disks[{name}]")
-            raise DiskError(f"no matching volume with name {name} found", field=f"spec.domain.devices.disks[{name}]")
+                                field=where)
+            raise DiskError(f"no matching volume with name {name} found", field=where)
         index, volume = volumes[name]
         sources, driver_type = _source_element(vmi, volume, index, device, formats.get(name, "qcow2"))
         cache = disk.get("cache") or None
@@ -273,20 +274,20 @@ def domain_disks(vmi: VirtualMachineInstance, *, virtio_model: str, sev: bool = 
             cache = cache or "none"
             if cache != "none":
                 raise DiskError(f"a sharable disk requires cache = none got: {cache}",
-                                field=f"spec.domain.devices.disks[{name}].cache")
+                                field=f"{where}.cache")
         if device == "cdrom":
             readonly = target.get("readonly", True) is not False
         else:
             readonly = device == "disk" and target.get("readonly") is True
         if disk.get("errorPolicy") not in (None, "stop", "ignore", "report", "enospace"):
             raise DiskError(f"error policy {disk['errorPolicy']} not recognized",
-                            field=f"spec.domain.devices.disks[{name}].errorPolicy")
+                            field=f"{where}.errorPolicy")
         address = None
         if bus == "scsi" and device != "cdrom":
             address = element("address", [("type", "drive"), ("controller", "0"), ("bus", "0"), ("unit", unit)])
         if device == "disk" and target.get("pciAddress"):
             raise DiskError("a disk pciAddress is not converted by netbind",
-                            field=f"spec.domain.devices.disks[{name}].disk.pciAddress")
+                            field=f"{where}.disk.pciAddress")
         driver = element("driver", [
             ("cache", cache), ("error_policy", disk.get("errorPolicy") or "stop"), ("io", disk.get("io") or None),
             ("name", "qemu"), ("type", driver_type),
@@ -339,3 +340,24 @@ def write_iso(image: CloudInitImage, output: Path) -> None:
             partial.replace(output)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def describe(vmi: VirtualMachineInstance) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """For ``explain``: one row per converted disk (name, device, target, source) and the problems
+    (unsupported volume kinds, disks that cannot be converted), each naming its field."""
+    problems = [{"type": "UnsupportedVolume", "field": f"spec.volumes[{i}]",
+                 "message": unsupported_volumes_message(v)}
+                for i, v in enumerate(vmi.spec.volumes or []) if _volume_kind(v) not in SUPPORTED_VOLUME_KINDS]
+    if problems:
+        return [], problems
+    try:
+        converted = domain_disks(vmi, virtio_model="virtio")
+    except DiskError as exc:
+        return [], [{"type": "DiskNotConverted", "field": exc.field, "message": str(exc)}]
+    rows = []
+    for el in converted:
+        target = el.find("target")
+        rows.append({"name": (el.findtext("alias") or el.find("alias").get("name", ""))[len("ua-"):],
+                     "device": el.get("device", ""), "target": f"{target.get('dev')} ({target.get('bus')})",
+                     "source": el.find("source").get("file", "")})
+    return rows, problems
