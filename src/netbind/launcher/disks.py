@@ -144,18 +144,19 @@ def _raw_or_base64(source: Mapping[str, Any], key: str, where: str, secrets: Map
             return base64.b64decode(str(encoded), validate=True)
         except (binascii.Error, ValueError):
             raise DiskError(f"{key}Base64 is not valid base64", field=f"{where}.{key}Base64") from None
-    ref = source.get(f"{key}SecretRef")
+    ref_key = "secretRef" if key == "userData" else f"{key}SecretRef"  # the API's names for both refs
+    ref = source.get(ref_key)
     if ref:
         name = (ref or {}).get("name", "")
         secret = secrets.get(name)
         if secret is None:
-            raise DiskError(f"{key}SecretRef names Secret {name!r}, which is not among the manifests; "
-                            f"add it to -f or put the data inline", field=f"{where}.{key}SecretRef")
+            raise DiskError(f"{ref_key} names Secret {name!r}, which is not among the manifests; "
+                            f"add it to -f or put the data inline", field=f"{where}.{ref_key}")
         # resolveNoCloudSecrets reads the key "userdata" (or "userData"), "networkdata" (or "networkData")
         for item in (key.lower(), key):
             if item in secret:
                 return secret[item]
-        raise DiskError(f"Secret {name!r} has no key {key.lower()!r} (or {key!r})", field=f"{where}.{key}SecretRef")
+        raise DiskError(f"Secret {name!r} has no key {key.lower()!r} (or {key!r})", field=f"{where}.{ref_key}")
     return None
 
 
@@ -181,7 +182,7 @@ def cloud_init_image(vmi: VirtualMachineInstance, secrets: Mapping[str, Mapping[
         network = _raw_or_base64(source, "networkData", where, secrets)
         inline = {"userData", "userDataBase64"} & source.keys()
         if inline and user is not None and len(user) > USER_DATA_MAX_BYTES:
-            raise DiskError(f"userdata exceeds {USER_DATA_MAX_BYTES} byte limit; use userDataSecretRef for "
+            raise DiskError(f"userdata exceeds {USER_DATA_MAX_BYTES} byte limit; use secretRef for "
                             "larger data", field=where)
         if {"networkData", "networkDataBase64"} & source.keys() and network is not None \
                 and len(network) > NETWORK_DATA_MAX_BYTES:
@@ -215,7 +216,7 @@ def _source_element(vmi: VirtualMachineInstance, volume: Any, index: int, disk_t
     name = volume.name
     if disk_type == "lun":
         raise DiskError(f"device {name} is of type lun. Not compatible with a file based disk",
-                        field=where)
+                        field=f"spec.volumes[{index}]")
     if volume.container_disk is not None:
         backing = element("backingStore", [("type", "file")],
                           element("format", [("type", container_disk_format)]),
