@@ -302,3 +302,18 @@ def test_unsupported_volume_is_one_line_exit_2_in_render_and_a_problem_in_explai
     data = json.loads(explained.output)
     assert {"type": "UnsupportedVolume", "field": "spec.template.spec.volumes[0]",
             "message": result.output.strip().split(": ", 2)[2]} in data["problems"]
+
+
+def test_up_refuses_an_unsupported_volume_before_creating_anything(tmp_path):
+    path = _user_guide_dir(tmp_path) / "vm.yaml"
+    path.write_text(path.read_text().replace(
+        "- containerDisk:\n          image: quay.io/kubevirt/fedora-with-test-tooling-container-disk:v1.1.0",
+        "- dataVolume:\n          name: rootdv"))
+    runtime_dir = tmp_path / "runtime"
+    result = CliRunner().invoke(cli, ["up", "-f", str(path.parent), "-o", "json"],
+                                env={"NETBIND_RUNTIME_DIR": str(runtime_dir)})
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output)
+    assert data["phase"] == "validate"
+    assert data["error"].startswith("volume 'containerdisk' is a dataVolume, which netbind does not convert")
+    assert not runtime_dir.exists() or not any(runtime_dir.iterdir())
