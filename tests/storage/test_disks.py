@@ -317,3 +317,44 @@ def test_up_refuses_an_unsupported_volume_before_creating_anything(tmp_path):
     assert data["phase"] == "validate"
     assert data["error"].startswith("volume 'containerdisk' is a dataVolume, which netbind does not convert")
     assert not runtime_dir.exists() or not any(runtime_dir.iterdir())
+
+
+# --- Secrets given in -f --------------------------------------------------------------------------
+
+
+def _secret_dir(tmp_path: Path, secret: str | None) -> Path:
+    path = _user_guide_dir(tmp_path) / "vm.yaml"
+    text = path.read_text()
+    start = text.index("      - cloudInitNoCloud:")
+    path.write_text(text[:start] + "      - cloudInitNoCloud:\n          secretRef:\n            name: ci-secret\n"
+                    "          networkDataSecretRef:\n            name: ci-secret\n        name: cloudinitdisk\n")
+    if secret is not None:
+        (tmp_path / "secret.yaml").write_text(secret)
+    return tmp_path
+
+
+SECRET = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: ci-secret\n  namespace: default\n"
+          "stringData:\n  userdata: |\n    #cloud-config\n    password: fedora\n"
+          f"data:\n  networkdata: {base64.b64encode(b'version: 2').decode()}\n")
+
+
+def test_a_secret_in_the_manifests_feeds_the_nocloud_files(tmp_path):
+    from netbind.api.loading import load_manifests
+
+    manifests = load_manifests([_secret_dir(tmp_path, SECRET)])
+    vmi = manifests.vmi
+    image = disks.cloud_init_image(vmi, manifests.secret_data(vmi.namespace))
+    assert image.files["user-data"] == b"#cloud-config\npassword: fedora\n"
+    assert image.files["network-config"] == b"version: 2"
+    data = json.loads(CliRunner().invoke(cli, ["explain", "-f", str(tmp_path), "-o", "json"]).output)
+    assert not [p for p in data["problems"] if isinstance(p, dict) and p.get("type", "").startswith(("Cloud", "Disk"))]
+    assert not any("ci-secret" in n for n in data.get("notes", []))
+
+
+def test_a_missing_secret_is_a_note_and_a_bad_one_a_load_error(tmp_path):
+    data = json.loads(CliRunner().invoke(cli, ["explain", "-f", str(_secret_dir(tmp_path, None)), "-o", "json"]).output)
+    assert any("secretRef names Secret 'ci-secret', which is not among the manifests" in n for n in data["notes"])
+    (tmp_path / "secret.yaml").write_text(SECRET.split("data:\n  networkdata:")[0] + "data:\n  networkdata: '!'\n")
+    result = CliRunner().invoke(cli, ["explain", "-f", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "data.networkdata is not valid base64" in result.output and "Traceback" not in result.output

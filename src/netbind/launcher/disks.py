@@ -55,6 +55,10 @@ class DiskError(ValueError):
         self.field = field
 
 
+class MissingSecret(DiskError):
+    """A cloud-init secret reference names a Secret the manifests do not hold (the cluster may)."""
+
+
 @dataclass(frozen=True)
 class CloudInitImage:
     """The cloud-init ISO virt-launcher writes: volume label, files (path in the ISO -> bytes), path."""
@@ -150,7 +154,7 @@ def _raw_or_base64(source: Mapping[str, Any], key: str, where: str, secrets: Map
         name = (ref or {}).get("name", "")
         secret = secrets.get(name)
         if secret is None:
-            raise DiskError(f"{ref_key} names Secret {name!r}, which is not among the manifests; "
+            raise MissingSecret(f"{ref_key} names Secret {name!r}, which is not among the manifests; "
                             f"add it to -f or put the data inline", field=f"{where}.{ref_key}")
         # resolveNoCloudSecrets reads the key "userdata" (or "userData"), "networkdata" (or "networkData")
         for item in (key.lower(), key):
@@ -343,22 +347,31 @@ def write_iso(image: CloudInitImage, output: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def describe(vmi: VirtualMachineInstance) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """For ``explain``: one row per converted disk (name, device, target, source) and the problems
-    (unsupported volume kinds, disks that cannot be converted), each naming its field."""
+def describe(vmi: VirtualMachineInstance, secrets: Mapping[str, Mapping[str, bytes]] | None = None
+             ) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
+    """For ``explain``: one row per converted disk (name, device, target, source), the problems
+    (unsupported volume kinds, disks or cloud-init data that cannot be converted), each naming its
+    field, and notes (a referenced Secret not among the manifests)."""
+    notes: list[str] = []
+    try:
+        cloud_init_image(vmi, secrets)
+    except MissingSecret as exc:
+        notes.append(f"{exc}: virt-launcher reads it from the cluster")
+    except DiskError as exc:
+        return [], [{"type": "CloudInitData", "field": exc.field, "message": str(exc)}], notes
     problems = [{"type": "UnsupportedVolume", "field": f"spec.volumes[{i}]",
                  "message": unsupported_volumes_message(v)}
                 for i, v in enumerate(vmi.spec.volumes or []) if _volume_kind(v) not in SUPPORTED_VOLUME_KINDS]
     if problems:
-        return [], problems
+        return [], problems, notes
     try:
         converted = domain_disks(vmi, virtio_model="virtio")
     except DiskError as exc:
-        return [], [{"type": "DiskNotConverted", "field": exc.field, "message": str(exc)}]
+        return [], [{"type": "DiskNotConverted", "field": exc.field, "message": str(exc)}], notes
     rows = []
     for el in converted:
         target = el.find("target")
         rows.append({"name": (el.findtext("alias") or el.find("alias").get("name", ""))[len("ua-"):],
                      "device": el.get("device", ""), "target": f"{target.get('dev')} ({target.get('bus')})",
                      "source": el.find("source").get("file", "")})
-    return rows, problems
+    return rows, problems, notes
