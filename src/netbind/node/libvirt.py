@@ -90,7 +90,8 @@ def to_tcg(xml: str, cpu_model: str = "qemu64") -> str:
 
 def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cmdline: str) -> str:
     """Boot ``kernel``/``initrd`` directly (our tiny guest stands in for the containerDisk): firmware,
-    NVRAM and boot orders go, since they only slow down a TCG boot and conflict with kernel boot."""
+    NVRAM, boot orders and the VMI's disks go, since they only slow down a TCG boot and conflict with
+    kernel boot."""
     root = _parse(xml)
     os_el = root.find("os")
     if os_el is None:
@@ -103,6 +104,9 @@ def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cm
         etree.SubElement(os_el, tag).text = str(value)
     for boot in root.findall("devices/*/boot"):
         boot.getparent().remove(boot)
+    # the VMI's own disks (files inside a real launcher) are not booted: the kernel above stands in
+    for disk in root.findall("devices/disk"):
+        disk.getparent().remove(disk)
     return _dump(root)
 
 
