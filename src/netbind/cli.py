@@ -24,6 +24,8 @@ _COMMANDS: dict[str, str] = {
     "logs": "netbind._cli.runtime:logs",
     "migrate": "netbind._cli.migrate:migrate",
     "image": "netbind._cli.images:image",
+    "bundle": "netbind._cli.bundle:bundle",
+    "cluster": "netbind._cli.cluster:cluster",
 }
 
 
