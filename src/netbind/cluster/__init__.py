@@ -71,8 +71,9 @@ class Cluster:
 
     # --- commands ------------------------------------------------------------------------------------
     def register(self, bundle: Bundle) -> list[str]:
-        done = [self._apply_object(obj) for obj in bundle.objects]
         target = bundle.registration.target
+        self.get_cr(target)  # before anything is created: a wrong CR name leaves nothing behind
+        done = [self._apply_object(obj) for obj in bundle.objects]
         for step in bundle.registration.steps:
             if step["type"] == "merge":
                 self._patch_cr(target, step["patch"], MERGE)
