@@ -156,3 +156,24 @@ def test_schemas_refuse_what_the_api_server_would():
     with pytest.raises(BundleError, match="config"):
         check({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {},
                "spec": {"config": {"not": "a string"}}}, "network-attachment-definition-v1.json")
+
+
+@pytest.mark.parametrize("patch, message", [
+    ('[{"op":"add","path":5,"value":1}]', "does not apply to KubeVirt's default CR: Invalid 'path'"),
+    ('[{"op":"add","path":"/spec/x"}]', "does not contain a 'value' member"),
+    ('[{"op":"replace","path":"/kind","value":"VirtualMachine"}]', "changes the KubeVirt CR's kind"),
+    ('[{"op":"add","path":"/spec/configuration/network","value":{"binding":{"x":{"sidecarImage":5}}}}]',
+     "p.json:1: document 1 (KubeVirt): field spec.configuration.network.binding.x.sidecarImage: Input should be"),
+])
+def test_bad_patch_files_get_one_line(tmp_path, patch, message):
+    (tmp_path / "p.json").write_text(patch)
+    code, out, _ = run("-f", str(tmp_path / "p.json"))
+    assert code == 2 and message in out and out.strip().count("\n") == 0, out
+
+
+def test_a_hyperconverged_cr_with_the_kubevirt_target_is_refused(tmp_path):
+    (tmp_path / "hco.yaml").write_text("apiVersion: hco.kubevirt.io/v1beta1\nkind: HyperConverged\n"
+                                       "metadata: {name: kubevirt-hyperconverged}\nspec:\n  networkBinding:\n"
+                                       "    b: {domainAttachmentType: tap}\n")
+    code, out, _ = run("-f", str(tmp_path))
+    assert code == 2 and "give --target hco" in out

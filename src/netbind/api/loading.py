@@ -427,10 +427,25 @@ def _patched_default_kubevirt(doc: Document) -> Document:
 
     try:
         patched = jsonpatch.apply_patch(copy.deepcopy(DEFAULT_KUBEVIRT_CR), doc.data)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+    # a malformed operation (a path that is no string, a missing value) fails inside the library
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError, KeyError,
+            AttributeError, IndexError) as exc:
         raise ManifestError(f"this JSON patch does not apply to KubeVirt's default CR: {exc}", file=doc.file,
                             line=doc.lines.get(())) from None
-    return Document(patched, doc.file, doc.index, {})
+    if not isinstance(patched, dict) or patched.get("kind") != "KubeVirt" or patched.get("apiVersion") != "kubevirt.io/v1":
+        raise ManifestError("this JSON patch changes the KubeVirt CR's kind or apiVersion; patch only its spec",
+                            file=doc.file, line=doc.lines.get(()))
+    # the patched CR has no lines of its own: every field is reported at the patch, by its full path
+    lines: dict[tuple, int] = {}
+    stack: list[tuple[tuple, Any]] = [((), patched)]
+    while stack:
+        path, value = stack.pop()
+        lines[path] = doc.lines.get((), 1)
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    return Document(patched, doc.file, doc.index, lines)
 
 
 def _hyperconverged(manifests: Manifests, doc: Document) -> Document:

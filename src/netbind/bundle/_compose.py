@@ -249,6 +249,9 @@ def compose_bundle(manifests: Manifests, profile: Profile, *, target: str = "kub
         raise BundleError(f"{', '.join(manifests.files) or 'input'}: no binding is registered "
                           "(spec.configuration.network.binding of a KubeVirt CR, spec.networkBinding of a "
                           "HyperConverged CR, or a kubectl JSON patch file adding them)")
+    if manifests.hyperconverged is not None and target != "hco":
+        raise BundleError("a HyperConverged CR is given: the operator owns the KubeVirt CR and undoes patches of "
+                          "it; give --target hco")
     workloads = [*manifests.vms, *manifests.vmis]
     namespaces = vm_namespaces or sorted({w.metadata.namespace or "default" for w in workloads} or {"default"})
     vendor = {c.type: c for c in cni_images}
