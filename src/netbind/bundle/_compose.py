@@ -31,7 +31,6 @@ BINDING_MEMBERS = ("sidecarImage", "networkAttachmentDefinition", "domainAttachm
                    "downwardAPI", "computeResourceOverhead")
 # binding names the HyperConverged operator writes into KubeVirt's CR over the user's
 HCO_OWNED_BINDINGS = {"latest": {"l2bridge"}, "1.4": {"l2bridge", "passt"}}
-INSTALLER_IMAGE = "localhost/netbind-cni-installer:latest"
 DAEMONSET_FILE = Path(__file__).resolve().parents[3] / "deploy" / "cni" / "daemonset.yaml"
 
 
@@ -213,11 +212,10 @@ def _hco_registration(manifests: Manifests, bindings: dict[str, dict[str, Any]],
 
 def _installer(types: dict[str, str], cni_images: dict[str, CniImage]) -> dict[str, Any] | None:
     """deploy/cni/daemonset.yaml, plus one init container per vendor plugin."""
-    if not types:
+    if not set(types.values()) & {"netbind", "vendor"}:  # only plugins the nodes carry anyway
         return None
     daemonset = yaml.safe_load(DAEMONSET_FILE.read_text())
     spec = daemonset["spec"]["template"]["spec"]
-    installer = spec["containers"][0]
     mount = {"name": "cni", "mountPath": "/host/opt/cni"}
     init: list[dict[str, Any]] = []
     for plugin_type, served_by in sorted(types.items()):
