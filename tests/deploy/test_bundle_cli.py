@@ -177,3 +177,12 @@ def test_a_hyperconverged_cr_with_the_kubevirt_target_is_refused(tmp_path):
                                        "    b: {domainAttachmentType: tap}\n")
     code, out, _ = run("-f", str(tmp_path))
     assert code == 2 and "give --target hco" in out
+
+
+def test_reference_cni_plugins_need_no_installer(tmp_path):
+    (tmp_path / "kv.yaml").write_text("apiVersion: kubevirt.io/v1\nkind: KubeVirt\nmetadata: {name: kubevirt, "
+                                      "namespace: kubevirt}\nspec:\n  configuration:\n    network:\n      binding:\n"
+                                      "        b: {networkAttachmentDefinition: netbindingpasst, domainAttachmentType: tap}\n")
+    (tmp_path / "nad.yaml").write_text(NAD % "bridge")
+    data = bundle_json("-f", str(tmp_path))
+    assert [o["kind"] for o in data["objects"]] == ["NetworkAttachmentDefinition"]
