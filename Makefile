@@ -17,6 +17,8 @@ DEB_PACKAGES += isc-dhcp-client
 DEB_PACKAGES += make patch xz-utils debian-archive-keyring
 # Images (issue 10): podman with runc (crun fails on this host's hybrid cgroups), bases by debootstrap.
 DEB_PACKAGES += podman runc debootstrap
+# Disks (issue 11): xorrisofs writes the cloud-init ISO as virt-launcher does; isoinfo (genisoimage) reads it back in tests.
+DEB_PACKAGES += xorriso genisoimage
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv stack images bench clean

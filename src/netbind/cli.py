@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "logs": "netbind._cli.runtime:logs",
     "migrate": "netbind._cli.migrate:migrate",
     "image": "netbind._cli.images:image",
+    "new": "netbind._cli.new:new",
     "bundle": "netbind._cli.bundle:bundle",
     "cluster": "netbind._cli.cluster:cluster",
 }

@@ -243,6 +243,10 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
         "problems": [{"type": c.type, "field": c.field, "message": c.message} for c in validation.causes]
         + [f.to_json() for f in validation.findings],
     }
+    from netbind.launcher import disks as disksmod
+    result["disks"], disk_problems, disk_notes = disksmod.describe(decoded, manifests.secret_data(decoded.namespace))
+    prefix = manifests.field_prefix
+    result["problems"] += [{**p, "field": prefix + p["field"][len("spec"):]} for p in disk_problems]
     try:
         result["networkMemoryOverhead"] = str(network_memory_overhead(decoded, config, profile=profile))
         result["memoryOverhead"] = str(memory_overhead(decoded, config, profile=profile))
@@ -252,9 +256,10 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
         result["plugins"] = explain_plugins(validation.plugins, manifests, profile,
                                             legacy_sidecars=_annotation_sidecar_count(decoded) + len(sidecars))
     missing = _missing_nads(manifests, decoded, config)
-    if missing:
-        result["notes"] = [f"NetworkAttachmentDefinition {n} is not in the given manifests: Multus fails "
-                           "the pod sandbox unless it exists in the cluster" for n in missing]
+    notes = [f"NetworkAttachmentDefinition {n} is not in the given manifests: Multus fails "
+             "the pod sandbox unless it exists in the cluster" for n in missing] + disk_notes
+    if notes:
+        result["notes"] = notes
     return result
 
 

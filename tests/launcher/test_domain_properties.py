@@ -186,10 +186,10 @@ def test_derived_links_are_deterministic_and_locally_administered():
 def test_uncovered_vmi_parts_are_reported():
     config = KubeVirtConfiguration.model_validate(REGISTRY)
     vmi = _vmi([_iface("passtnet", "passt")], [{"name": "passtnet", "pod": {}}],
-               disks=[{"name": "containerdisk", "disk": {"bus": "virtio"}}], rng={})
-    vmi.spec.volumes = None
+               rng={})
+    vmi.spec.domain.clock = {"utc": {}}
     result = build_domain(vmi, config, derive_pod_links(vmi, config))
     assert result.interfaces_xml == []  # the passt sidecar adds it
-    assert "spec.domain.devices.disks" in result.uncovered
+    assert "spec.domain.clock" in result.uncovered  # disks are converted now: tests/storage
     assert '<rng model="virtio-non-transitional">\n\t\t\t<backend model="random">/dev/urandom</backend>' \
         in result.domain_xml

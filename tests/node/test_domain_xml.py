@@ -49,6 +49,7 @@ def test_direct_kernel_boot_replaces_firmware_and_boot_orders():
     assert os_el.find("loader") is None and os_el.find("nvram") is None
     assert os_el.find("smbios") is not None
     assert root.find("devices/disk/boot") is None
+    assert root.find("devices/disk") is None  # the VMI's disks are not booted locally (yet)
 
 
 def test_serial_log_replaces_unix_console():

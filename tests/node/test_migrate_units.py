@@ -47,3 +47,24 @@ def test_no_lease_within_the_timeout_shows_the_console_tail(tmp_path):
     console.write_text(BEFORE)
     with pytest.raises(UpError, match="no new lease within 0.2 s"):
         migrate._wait_for_new_lease(console, 0.2, migrate._boots(guest.parse_reports(BEFORE)))
+
+
+@pytest.mark.parametrize("argv", [["migrate", "nb-no-such-vm", "--wait", "-o", "quiet"],
+                                  ["up", "-f", "{manifests}", "-o", "quiet"]])
+def test_quiet_output_still_says_why_a_command_failed_in_one_line(tmp_path, argv):
+    """-o quiet prints nothing on success; a failure used to exit 1 with no word at all."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "vm.yaml").write_text("apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: nb-q}\n"
+                                      "spec:\n  template:\n    spec:\n      domain:\n        devices:\n"
+                                      "          interfaces: [{name: default, binding: {name: nb-unregistered}}]\n"
+                                      "      networks: [{name: default, pod: {}}]\n")
+    argv = [a.replace("{manifests}", str(tmp_path)) for a in argv]
+    done = subprocess.run([sys.executable, "-m", "netbind.cli", *argv], capture_output=True, text=True,
+                          env={**os.environ, "NETBIND_RUNTIME_DIR": str(tmp_path / "runtime")}, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(("error: admission: ", "error: render: ")), done.stderr
+    assert "nb-no-such-vm" in lines[0] or "nb-unregistered" in lines[0]

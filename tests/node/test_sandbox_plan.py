@@ -34,9 +34,20 @@ def test_sidecar_process_sees_its_subdirectory_as_kubevirt_hooks():
     argv = procs.command_line(spec)
     assert argv[:4] == ["ip", "netns", "exec", "nb-vm-abc123"]
     words = argv[argv.index("nb-launch") + 1:]
-    assert words == ["/r/pods/nb-vm-abc123/hooks/hook-sidecar-0", "/var/run/kubevirt-hooks", "rw",
+    assert words == ["/r/pods/nb-vm-abc123/pids/hook-sidecar-0.dev", "--",
+                     "/r/pods/nb-vm-abc123/hooks/hook-sidecar-0", "/var/run/kubevirt-hooks", "rw",
                      "/r/pods/nb-vm-abc123/podinfo", "/etc/podinfo", "ro", "--", "sidecar", "--v"]
     assert spec.log == Path("/r/pods/nb-vm-abc123/logs/hook-sidecar-0.log")
+
+
+def test_a_process_gets_device_nodes_of_its_own_before_its_binds():
+    pod = sandbox.Pod(PodNames("vm", "default", "abc123", Path("/r")), journal=None)  # type: ignore[arg-type]
+    spec = pod.process_spec("libvirtd", ["libvirtd"], devices=[procs.Device("/dev/tap3", 246, 1, 0o600),
+                                                               procs.Device("/dev/kvm", 10, 232, 0o660, "kvm")])
+    words = procs.command_line(spec)
+    words = words[words.index("nb-launch") + 1:]
+    assert words == ["/r/pods/nb-vm-abc123/pids/libvirtd.dev", "/dev/tap3", "246", "1", "600", "-",
+                     "/dev/kvm", "10", "232", "660", "kvm", "--", "--", "libvirtd"]
 
 
 def test_process_without_netns_gets_its_own_mount_namespace():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -21,8 +22,10 @@ def image() -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Build every image (the default when no NAME is given).")
 @click.option("--force", is_flag=True, help="Rebuild even if the image with these inputs exists.")
+@click.option("--project", type=click.Path(file_okay=False), default=None,
+              help="Build the images a plugin project (netbind new) lists in its netbind-plugin.yaml.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def build(names: tuple[str, ...], all_: bool, force: bool, output: str) -> None:
+def build(names: tuple[str, ...], all_: bool, force: bool, project: str | None, output: str) -> None:
     """Build the images NAMES (passt, bridge, cni) as they would be built for a registry: bases
     from Debian packages (debootstrap, cached under /var/cache/netbind), substituted for each
     Containerfile's FROM through its BASE_IMAGE/BUILD_IMAGE arguments, no network during the build.
@@ -31,13 +34,16 @@ def build(names: tuple[str, ...], all_: bool, force: bool, output: str) -> None:
 
     if all_ and names:
         raise click.UsageError("give image NAMES or --all, not both")
+    if project and (all_ or names):
+        raise click.UsageError("--project builds the project's images: give no NAMES or --all with it")
+    say = (lambda text: click.echo(text, err=True)) if output == "text" else (lambda t: None)
     try:
-        images.select(names, all_)
+        images.project_specs(Path(project)) if project else images.select(names, all_)
     except images.ImageBuildError as exc:
         fail(str(exc))                      # bad input: exit 2
     try:
-        built = images.ensure(names, all_=all_, force=force,
-                              say=(lambda text: click.echo(text, err=True)) if output == "text" else (lambda t: None))
+        built = images.ensure_project(project, force=force, say=say) if project else \
+            images.ensure(names, all_=all_, force=force, say=say)
     except (images.ImageBuildError, images.BaseImageError) as exc:
         fail(str(exc), 1)
     if output == "json":

@@ -146,8 +146,12 @@ def render_domain(files: tuple[str, ...], version: str, pod_links: str | None, o
     config = configuration(manifests)
     vmi = manifests.vmi
     links = _read_pod_links(pod_links) if pod_links else derive_pod_links(vmi, config, profile=prof)
+    from netbind.launcher.disks import DiskError
+
     try:
         result = build_domain(vmi, config, links, profile=prof)
+    except DiskError as exc:
+        raise BadInput(str(exc)) from None
     except DomainAttachmentError as exc:
         click.echo(f"virt-launcher would fail: {exc}", err=True)
         sys.exit(EXIT_DENIED)
@@ -236,6 +240,8 @@ def _print_explanation(data: dict[str, Any]) -> None:
     if data.get("multusNetworks"):
         console.print(f"Multus annotation: {data['multusNetworks']}")
     console.print(f"binding sidecars: {data['sidecars']}")
+    for disk in data.get("disks", []):
+        console.print(f"disk {disk['name']}: {disk['device']} {disk['target']} <- {disk['source']}")
     if "networkMemoryOverhead" in data:
         from netbind.api.quantity import Quantity
 

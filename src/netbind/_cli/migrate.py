@@ -15,7 +15,8 @@ from netbind._cli.runtime import _RichProgress, _console, _print_interfaces
 @click.option("--wait", is_flag=True, help="Return once the guest has taken its new lease on the target.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds --wait waits for the new lease.")
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
-              help="text: phases as they finish; json: the result (VMI, phases, libvirt's job, link-refresh).")
+              help="text: phases as they finish; json: the result (VMI, phases, libvirt's job, link-refresh);"
+                   " quiet: nothing, or one line on failure.")
 @click.option("--images", "images_file", type=click.Path(dir_okay=False),
               help="The target node's image map (default: the one the VM was started with).")
 @handles_bad_input
@@ -48,7 +49,9 @@ def migrate(name, wait, timeout, output, images_file):
         if output == "json":
             click.echo(json.dumps({"error": exc.message, "phase": exc.phase, "details": exc.details,
                                    "vmi": exc.vmi}, indent=2))
-        elif output == "text":
+        elif output == "quiet":   # nothing on success, but a failure still says why, in one line
+            click.echo(f"error: {exc.phase or 'migrate'}: {exc.message}", err=True)
+        else:
             err = _console(stderr=True)
             err.print(f"[red]✗ {exc.phase or 'migrate'}[/]: ", end="", highlight=False)
             err.print(exc.message, highlight=False, markup=False)

@@ -34,7 +34,8 @@ def _console(stderr: bool = False):
 @click.option("--wait", is_flag=True, help="Return once the guest reported its addresses (or fail).")
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds --wait waits for the guest.")
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
-              help="text: phases as they finish; json: the result (VMI, phases, substitutions); quiet: nothing.")
+              help="text: phases as they finish; json: the result (VMI, phases, substitutions);"
+                   " quiet: nothing, or one line on failure.")
 @click.option("--images", "images_file", type=click.Path(dir_okay=False),
               help="Image map YAML (sidecar images, containerDisks, CNI types); default $NETBIND_IMAGES.")
 @click.option("--pod-network", "pod_network", type=click.Path(dir_okay=False),
@@ -78,7 +79,9 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
         if output == "json":
             click.echo(json.dumps({"error": exc.message, "phase": exc.phase, "details": exc.details,
                                    "vmi": exc.vmi}, indent=2))
-        elif output == "text":
+        elif output == "quiet":   # nothing on success, but a failure still says why, in one line
+            click.echo(f"error: {exc.phase or 'up'}: {exc.message}", err=True)
+        else:
             err = _console(stderr=True)
             err.print(f"[red]✗ {exc.phase or 'up'}[/]: {exc.message}", highlight=False)
             if exc.vmi:

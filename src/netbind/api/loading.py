@@ -23,6 +23,7 @@ from .models import (
     KubeVirt,
     NetworkAttachmentDefinition,
     Plugin,
+    Secret,
     VirtualMachine,
     VirtualMachineInstance,
 )
@@ -33,9 +34,10 @@ KINDS: dict[str, tuple[str, type[BaseModel]]] = {
     "VirtualMachineInstance": ("kubevirt.io/", VirtualMachineInstance),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io/", NetworkAttachmentDefinition),
     "Plugin": (PLUGIN_API_VERSION, Plugin),
+    "Secret": ("", Secret),
 }
 # kinds whose group serves exactly one version: any other apiVersion is refused by the API server
-EXACT_API_VERSIONS = {"Plugin": PLUGIN_API_VERSION}
+EXACT_API_VERSIONS = {"Plugin": PLUGIN_API_VERSION, "Secret": "v1"}
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -89,6 +91,7 @@ class Manifests:
     vms: list[VirtualMachine] = field(default_factory=list)
     vmis: list[VirtualMachineInstance] = field(default_factory=list)
     plugins: list[Plugin] = field(default_factory=list)
+    secrets: list[Secret] = field(default_factory=list)  # cloud-init data (secretRef)
     sources: dict[int, str] = field(default_factory=dict)  # id(object) -> "file, document N"
     # what the API server would warn about (unknown fields it drops), each naming file and line
     warnings: list[str] = field(default_factory=list)
@@ -124,6 +127,11 @@ class Manifests:
     def field_prefix(self) -> str:
         """Where admission reports fields: ``spec`` for a VMI, ``spec.template.spec`` for a VM."""
         return "spec.template.spec" if isinstance(self.workload, VirtualMachine) else "spec"
+
+    def secret_data(self, namespace: str) -> dict[str, dict[str, bytes]]:
+        """The given Secrets of ``namespace`` by name, their values decoded."""
+        return {s.metadata.name or "": s.decoded() for s in self.secrets
+                if (s.metadata.namespace or "default") == namespace}
 
     def nad(self, namespace: str, name: str) -> NetworkAttachmentDefinition | None:
         for nad in self.nads:
@@ -392,6 +400,8 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
                     manifests.nads.append(obj)
                 elif isinstance(obj, Plugin):
                     _add_plugin(manifests, obj, doc)
+                elif isinstance(obj, Secret):
+                    manifests.secrets.append(obj)
                 elif isinstance(obj, VirtualMachine):
                     manifests.vms.append(obj)
                 else:

@@ -7,9 +7,11 @@ network), so optional members are ``None`` when absent and an empty model when g
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from . import quantity as _quantity
@@ -421,6 +423,35 @@ class VirtualMachine(KubeModel):
 class NetworkAttachmentDefinitionSpec(KubeModel):
     unmodeled = frozenset()
     config: str = ""
+
+
+class Secret(KubeModel):
+    """A core/v1 Secret: here only as the source of cloud-init data (``secretRef``)."""
+
+    unmodeled = frozenset({"immutable"})
+    api_version: str = "v1"
+    kind: Literal["Secret"] = "Secret"
+    metadata: ObjectMeta = ObjectMeta()
+    type: str | None = None
+    data: dict[str, str] | None = None
+    string_data: dict[str, str] | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _base64_values(cls, data: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (data or {}).items():
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"data.{key} is not valid base64 (the API server refuses it; use stringData "
+                                 "for plain text)") from None
+        return data
+
+    def decoded(self) -> dict[str, bytes]:
+        """The values as a pod sees them: data decoded, stringData (which wins, as on the API server)."""
+        values = {k: base64.b64decode(v) for k, v in (self.data or {}).items()}
+        values.update({k: v.encode() for k, v in (self.string_data or {}).items()})
+        return values
 
 
 class NetworkAttachmentDefinition(KubeModel):

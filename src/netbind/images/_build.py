@@ -161,8 +161,11 @@ def build_args(bases: _base.BaseImages) -> list[str]:
 
 
 def build_one(spec: ImageSpec, root: Path, bases: _base.BaseImages, *, force: bool = False,
-              say: Callable[[str], None] = lambda text: None) -> BuiltImage:
-    key = inputs_hash(spec, root)
+              say: Callable[[str], None] = lambda text: None, key: str | None = None,
+              make_context: Callable[[ImageSpec, Path], None] | None = None) -> BuiltImage:
+    """Build ``spec`` from ``root`` (netbind's checkout, or a plugin project with its own ``key``
+    and ``make_context``) unless the image with these inputs is there."""
+    key = key or inputs_hash(spec, root)
     t0 = time.perf_counter()
     if not force and _podman.image_label(spec.tag, INPUTS_LABEL) == key:
         return BuiltImage(spec.name, spec.tag, _podman.image_size(spec.tag) or 0, time.perf_counter() - t0,
@@ -170,7 +173,7 @@ def build_one(spec: ImageSpec, root: Path, bases: _base.BaseImages, *, force: bo
     say(f"building {spec.tag} from {spec.containerfile}")
     with tempfile.TemporaryDirectory(prefix=f"nb-image-{spec.name}-", dir=_scratch()) as tmp:
         context = Path(tmp)
-        _context(spec, root, context)
+        (make_context or (lambda spec_, into: _context(spec_, root, into)))(spec, context)
         try:
             _podman.run("build", "--pull=never", "--network=none", "--layers=false", "--force-rm",
                         "-f", str(context / spec.containerfile), "-t", spec.tag,

@@ -3,7 +3,8 @@
 Covers what binding-plugin VMs use: memory, memory backing (hugepages, memfd/shared for passt),
 q35 OS with SMBIOS sysinfo, guest-agent channel, USB/SCSI/virtio-serial controllers, VGA video, VNC
 graphics, memballoon, serial console, virtio RNG, KubeVirt metadata, hypervisor features (ACPI/APIC/SMM),
-CPU model/features/topology/synthetic NUMA, vCPUs and SEV launch security. Everything else the VMI
+CPU model/features/topology/synthetic NUMA, vCPUs, SEV launch security and the disks of containerDisk,
+cloud-init and emptyDisk volumes (:mod:`.disks`). Everything else the VMI
 asks for is reported in ``uncovered`` rather than silently dropped.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from lxml import etree
 
 from netbind.api.models import VirtualMachineInstance
 
+from . import disks
 from ._gonet import quantity_bytes, quantity_value
 from .goxml import KUBEVIRT_NS, QEMU_NS, element
 
@@ -23,7 +25,7 @@ _HOST_CPU_MODES = ("host-model", "host-passthrough")
 _MEMFD_ANNOTATION = "kubevirt.io/memfd"
 _DISABLE_PCI_HOLE64_ANNOTATION = "kubevirt.io/disablePCIHole64"
 # Parts of the VMI spec this converter does not translate (KubeVirt does).
-_UNCOVERED_DEVICES = ("disks", "filesystems", "gpus", "hostDevices", "watchdog", "sound", "tpm",
+_UNCOVERED_DEVICES = ("filesystems", "gpus", "hostDevices", "watchdog", "sound", "tpm",
                       "clientPassthrough", "autoattachVSOCK", "downwardMetrics", "panicDevices")
 
 
@@ -185,6 +187,7 @@ def _devices(vmi: VirtualMachineInstance, interfaces: list[etree._Element], ctx:
         # freePageReporting: virt-handler's choice; "off" as in the recorded vectors
         children.append(element("memballoon", [("model", ctx.virtio_model), ("freePageReporting", "off")],
                                 _copy(iommu)))
+    children += disks.domain_disks(vmi, virtio_model=virtio_model(vmi), sev=ctx.sev)
     if devices.inputs:
         for item in devices.inputs:
             children.append(element("input", [("type", item.get("type", "")), ("bus", item.get("bus") or "usb")],
@@ -203,8 +206,7 @@ def _devices(vmi: VirtualMachineInstance, interfaces: list[etree._Element], ctx:
         value = getattr(devices, name, None) if name in type(devices).model_fields else extra.get(name)
         if value:
             ctx.uncovered.append(f"spec.domain.devices.{name}")
-    if vmi.spec.volumes:
-        ctx.uncovered.append("spec.volumes (disks are not converted)")
+    ctx.uncovered += disks.unsupported_volumes(vmi)
     return element("devices", (), *children)
 
 

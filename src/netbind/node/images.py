@@ -20,6 +20,9 @@ from typing import Any, Mapping
 import yaml
 
 ENV_VAR = "NETBIND_IMAGES"
+# Installed plugin projects (``netbind new``) add their own entries: an entry point in this group
+# names a package whose ``images.yaml`` is merged after the default map and before a user's file.
+ENTRY_POINT_GROUP = "netbind.image_maps"
 
 
 class ImageMapError(ValueError):
@@ -39,6 +42,25 @@ def _which(word: str) -> str | None:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which(word)
+
+
+def plugin_image_maps() -> list[tuple[str, Any]]:
+    """(where, data) of the image maps installed plugin packages register, sorted by entry point name."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        where = f"plugin {entry.name} ({entry.value}/images.yaml)"
+        try:
+            text = resources.files(entry.value).joinpath("images.yaml").read_text()
+        except (ModuleNotFoundError, OSError) as exc:
+            raise ImageMapError(f"{where}: cannot be read ({exc}); reinstall the plugin (pip install -e DIR)"
+                                " or uninstall it") from None
+        try:
+            found.append((where, yaml.safe_load(text)))
+        except yaml.YAMLError as exc:
+            raise ImageMapError(f"{where}: not YAML: {str(exc).splitlines()[0]}") from None
+    return found
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,8 @@ class ImageMap:
         mapping = cls()
         default = resources.files("netbind.node").joinpath("images.yaml")
         mapping._merge(yaml.safe_load(default.read_text()), "netbind default image map")
+        for where, data in plugin_image_maps():
+            mapping._merge(data, where)
         user_file = user_file or os.environ.get(ENV_VAR)
         if user_file:
             from netbind.api.loading import ManifestError, read_data_file

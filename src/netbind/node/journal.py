@@ -24,7 +24,7 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 JOURNAL_FILE = "journal.json"
 FAULT_KILL_AT = "NETBIND_FAULT_KILL_AT"
@@ -180,8 +180,11 @@ def undo_file(attrs: dict[str, Any]) -> None:
 
 def undo_mountpoint(attrs: dict[str, Any]) -> None:
     """A host directory made only to mount over in private namespaces: remove it if still empty
-    and no mount namespace (another runtime's sidecar, say) has something mounted on it."""
+    and no mount namespace (another runtime's sidecar, say) has something mounted on it, and no
+    other runtime dir records it (that runtime still needs it, and removes it when it goes)."""
     if mounted_anywhere(attrs["name"]):
+        return
+    if "runtime" in attrs and mountpoint_recorded_elsewhere(attrs["name"], {Path(attrs["runtime"])}):
         return
     try:
         os.rmdir(attrs["name"])
@@ -189,6 +192,21 @@ def undo_mountpoint(attrs: dict[str, Any]) -> None:
         pass
     except OSError:
         pass  # not empty or mounted on by someone else: leave it
+
+
+def mountpoint_recorded_elsewhere(path: str, own_runtimes: Collection[Path]) -> bool:
+    """Whether a node journal of a runtime dir (``/run/*/node``) other than ``own_runtimes``
+    records ``path`` as a mount point it uses."""
+    for journal in Path("/run").glob("*/node/journal.json"):
+        if journal.parent.parent in own_runtimes:
+            continue
+        try:
+            entries = json.loads(journal.read_text()).get("entries", [])
+        except (OSError, ValueError):
+            continue
+        if any(e.get("kind") == "mountpoint" and e.get("name") == path for e in entries):
+            return True
+    return False
 
 
 def mounted_anywhere(path: str) -> bool:

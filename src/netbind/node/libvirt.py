@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def to_tcg(xml: str, cpu_model: str = "qemu64") -> str:
 
 def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cmdline: str) -> str:
     """Boot ``kernel``/``initrd`` directly (our tiny guest stands in for the containerDisk): firmware,
-    NVRAM and boot orders go, since they only slow down a TCG boot and conflict with kernel boot."""
+    NVRAM, boot orders and the VMI's disks go, since they only slow down a TCG boot and conflict with
+    kernel boot."""
     root = _parse(xml)
     os_el = root.find("os")
     if os_el is None:
@@ -102,6 +104,9 @@ def with_direct_kernel_boot(xml: str, kernel: Path | str, initrd: Path | str, cm
         etree.SubElement(os_el, tag).text = str(value)
     for boot in root.findall("devices/*/boot"):
         boot.getparent().remove(boot)
+    # the VMI's own disks (files inside a real launcher) are not booted: the kernel above stands in
+    for disk in root.findall("devices/disk"):
+        disk.getparent().remove(disk)
     return _dump(root)
 
 
@@ -237,6 +242,29 @@ def _prepare(layout: Layout) -> None:
             shutil.copy2(cached, layout.capabilities / cached.name)
 
 
+# Lists "PATH MAJOR:MINOR" of the macvtap character devices of the namespace it runs in: `ip netns
+# exec` mounts a sysfs of that namespace.
+_TAP_DEVICES = 'for f in /sys/class/net/*/macvtap/tap*/dev; do [ -e "$f" ] && echo "$f $(cat "$f")"; done; true'
+
+
+def pod_tap_devices(netns: str) -> tuple[procs.Device, ...]:
+    """The pod's macvtap character devices, for its libvirtd to see at ``/dev/tap<ifindex>``.
+
+    libvirt opens a macvtap by that name, but the host's /dev has one node per name while ifindexes
+    are per namespace: with macvtaps of the same ifindex in two pods, one pod's QEMU opened the
+    other's device (its traffic left through the other pod's lower device, or the open failed).
+    KubeVirt's macvtap device plugin gives each compute container its own node; so do we."""
+    done = subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", _TAP_DEVICES],
+                          capture_output=True, text=True)
+    devices = []
+    for line in done.stdout.splitlines():
+        path, _, numbers = line.partition(" ")
+        major, _, minor = numbers.partition(":")
+        if major.isdigit() and minor.isdigit():
+            devices.append(procs.Device(f"/dev/{Path(path).parent.name}", int(major), int(minor), 0o600))
+    return tuple(devices)
+
+
 def offer_capabilities(probed_dir: Path, shared: Path) -> None:
     """Copy the capability files a libvirtd probed into the host's shared cache, where new."""
     # Pods started at once on a fresh host all probe and offer their files together: each writes
@@ -289,7 +317,7 @@ class PrivateLibvirtd:
         # not inherit the pinning: libvirt resets its affinity to all online CPUs.
         argv = ["taskset", "--cpu-list", "0", "libvirtd", "--pid-file", str(layout.pidfile)]
         binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)
-        record = pod.start(pod.process_spec("libvirtd", argv, binds=binds))
+        record = pod.start(pod.process_spec("libvirtd", argv, binds=binds, devices=pod_tap_devices(pod.netns)))
         await_socket(pod, layout, record, timeout, "libvirtd")
         return cls(pod, layout, record)
 

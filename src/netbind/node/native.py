@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from netbind.node import libvirt as lv
-from netbind.node import paths
+from netbind.node import paths, procs
 from netbind.node.sandbox import Pod
 from netbind.node.stack import NativeStack, StackError, cached_stack, ensure_stack, host_native
 
@@ -48,14 +48,6 @@ namespaces = [ ]
 cgroup_controllers = [ ]
 """
 
-# Runs in libvirtd's new mount namespace: the private /dev/kvm (if any), then binds, then exec.
-# $1 = tmpfs dir, $2 = "major minor" of /dev/kvm or "", $3 = its group; SOURCE TARGET pairs; --; argv
-_LAUNCH = (
-    'set -e; dev="$1"; kvm="$2"; group="$3"; shift 3; '
-    'if [ -n "$kvm" ]; then mount -t tmpfs -o mode=755 nb-dev "$dev"; mknod -m 660 "$dev/kvm" c $kvm; '
-    'chgrp "$group" "$dev/kvm"; mount --bind "$dev/kvm" /dev/kvm; fi; '
-    'while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"'
-)
 
 
 @dataclass(frozen=True)
@@ -160,8 +152,6 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         os.chown(kubevirt_run, uid, gid)
         resolv = pod.names.directory / "resolv.conf"
         resolv.write_text("# netbind pod: no cluster DNS here (passt advertises none)\n")
-        dev = pod.names.directory / "dev"
-        dev.mkdir(exist_ok=True)
         binds: list[tuple[Path | str, str]] = [(layout.dir(host), host) for host in lv.MOUNTS]
         binds += [(source, target) for source, target in stack.binds]
         binds += [(kubevirt_run, KUBEVIRT_RUN), (resolv, "/etc/resolv.conf")]
@@ -169,21 +159,20 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
             if not os.path.exists(target):
                 raise lv.LibvirtError(f"cannot bind {source} over {target}: {target} does not exist on this host"
                                       " (install qemu-system-x86 and libvirt-daemon-system)")
-        kvm = ""
+        devices = list(lv.pod_tap_devices(pod.netns))
         try:
             st = os.stat("/dev/kvm")
             if stat.S_ISCHR(st.st_mode):
-                kvm = f"{os.major(st.st_rdev)} {os.minor(st.st_rdev)}"
+                devices.append(procs.Device("/dev/kvm", os.major(st.st_rdev), os.minor(st.st_rdev), 0o660, KVM_GROUP))
         except OSError:
             pass
-        words = [w for source, target in binds for w in (str(source), target)]
         # pinned to CPU 0 for a stable capabilities cache key, as for the 9.0 libvirtd
-        argv = ["/bin/sh", "-c", _LAUNCH, "nb-libvirtd", str(dev), kvm, KVM_GROUP, *words, "--",
-                "taskset", "--cpu-list", "0", stack.libvirtd, "--pid-file", str(layout.pidfile)]
+        argv = ["taskset", "--cpu-list", "0", stack.libvirtd, "--pid-file", str(layout.pidfile)]
         env = dict(os.environ, PATH=f"{stack.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}")
         if stack.lib_dir is not None:
             env["LD_LIBRARY_PATH"] = str(stack.lib_dir)
-        record = pod.start(pod.process_spec("libvirtd", argv, env=env))
+        record = pod.start(pod.process_spec("libvirtd", argv, env=env, devices=devices,
+                                            binds=[procs.Bind(Path(source), target) for source, target in binds]))
         lv.await_socket(pod, layout, record, timeout, f"libvirtd ({stack.libvirtd})")
         daemon = cls(pod, layout, record)
         daemon.stack = stack

@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-# Runs inside the new mount namespace: bind mounts (SOURCE TARGET ro|rw)... then "--", then exec.
-# `ip netns exec` already unshares the mount namespace and makes "/" a slave, so these mounts
-# never show up outside; without a netns, unshare(1) provides the same.
-_BIND_THEN_EXEC = (
-    'set -e; while [ "$1" != -- ]; do mount --bind "$1" "$2"; '
+# Runs inside the new mount namespace: device nodes (TARGET MAJOR MINOR MODE GROUP|-)... "--",
+# then bind mounts (SOURCE TARGET ro|rw)... "--", then exec. A device node is made on a tmpfs of
+# its own ($1, mounted on first use: the pod dir's /run is nodev) and bound over TARGET where the
+# host has one. `ip netns exec` already unshares the mount namespace and makes "/" a slave, so
+# these mounts never show up outside; without a netns, unshare(1) provides the same.
+_MOUNT_THEN_EXEC = (
+    'set -e; dev="$1"; shift; '
+    'while [ "$1" != -- ]; do '
+    'if ! mountpoint -q "$dev"; then mount -t tmpfs -o mode=755 nb-dev "$dev"; fi; '
+    'node="$dev/$(basename "$1")"; mknod -m "$4" "$node" c "$2" "$3"; '
+    'if [ "$5" != - ]; then chgrp "$5" "$node"; fi; '
+    'if [ -e "$1" ]; then mount --bind "$node" "$1"; fi; shift 5; done; shift; '
+    'while [ "$1" != -- ]; do mount --bind "$1" "$2"; '
     'if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi; shift 3; done; shift; exec "$@"'
 )
 
@@ -36,6 +44,17 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class Device:
+    """A character device node the process sees at ``path`` in place of the host's, as a
+    container runtime gives a container its devices."""
+    path: str
+    major: int
+    minor: int
+    mode: int = 0o660
+    group: str | None = None
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     name: str                       # unique within its owner, e.g. "libvirtd", "hook-sidecar-0"
     argv: tuple[str, ...]
@@ -45,6 +64,11 @@ class ProcessSpec:
     binds: tuple[Bind, ...] = ()
     env: Mapping[str, str] | None = None   # None: inherit; else exactly this environment
     cwd: Path | None = None
+    devices: tuple[Device, ...] = ()
+
+    @property
+    def device_dir(self) -> Path:
+        return self.pidfile.parent / f"{self.name}.dev"
 
 
 @dataclass(frozen=True)
@@ -64,11 +88,14 @@ class ProcessRecord:
 def command_line(spec: ProcessSpec) -> list[str]:
     """The full argv that realizes the spec's namespaces and mounts (pure)."""
     argv = list(spec.argv)
-    if spec.binds:
-        words: list[str] = []
+    if spec.binds or spec.devices:
+        words: list[str] = [str(spec.device_dir)]
+        for device in spec.devices:
+            words += [device.path, str(device.major), str(device.minor), f"{device.mode:o}", device.group or "-"]
+        words.append("--")
         for bind in spec.binds:
             words += [str(bind.source), bind.target, "ro" if bind.read_only else "rw"]
-        argv = ["/bin/sh", "-c", _BIND_THEN_EXEC, "nb-launch", *words, "--", *argv]
+        argv = ["/bin/sh", "-c", _MOUNT_THEN_EXEC, "nb-launch", *words, "--", *argv]
         if spec.netns is None:
             argv = ["unshare", "--mount", "--propagation", "slave", *argv]
     if spec.netns is not None:
@@ -100,6 +127,8 @@ def start(spec: ProcessSpec, settle: float = 0.05) -> ProcessRecord:
     """Start the process; one that exits within ``settle`` seconds is an error carrying its log.
     Readiness beyond that (a socket, a pidfile) is the caller's to wait for."""
     spec.log.parent.mkdir(parents=True, exist_ok=True)
+    if spec.devices:
+        spec.device_dir.mkdir(parents=True, exist_ok=True)
     with open(spec.log, "ab") as log:
         proc = subprocess.Popen(command_line(spec), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env=dict(spec.env) if spec.env is not None else None,

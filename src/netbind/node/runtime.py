@@ -278,6 +278,14 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             plugin_plan = pluginsmod.plan_for(manifests)
         except pluginsmod.PluginSetupError as exc:
             raise UpError(str(exc), phase="validate") from None
+        from netbind.launcher import disks as disksmod
+        unsupported = disksmod.unsupported_volumes(vmi)
+        if unsupported:
+            raise UpError("; ".join(unsupported), phase="validate")
+        try:
+            converted_disks = disksmod.domain_disks(vmi, virtio_model="virtio")
+        except disksmod.DiskError as exc:
+            raise UpError(str(exc), phase="validate") from None
         info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
             f"; {len(plugin_plan.hooks)} Plugin domain hook(s)" if plugin_plan else "")
     with clock.phase("render") as info:
@@ -296,6 +304,10 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
     # -- stand-ins, resolved before anything is created
     substitutions: list[str] = []
+    if converted_disks:
+        # the domain carries the disks as KubeVirt writes them; booting them locally is a later step
+        substitutions.append(f"disks: {len(converted_disks)} disk(s) converted as KubeVirt does (netbind render "
+                             "domain shows them) but not booted locally: the guest below boots instead")
     with clock.phase("images") as info:
         images = options.images or ImageMap.load()
         host = hostmod.detect()

@@ -23,7 +23,7 @@ from typing import Iterator, Mapping, Sequence, Union
 
 from netbind import _iproute as iproute
 from netbind.node import paths, procs
-from netbind.node.journal import Journal
+from netbind.node.journal import Journal, mountpoint_recorded_elsewhere
 
 HOOKS_TARGET = "/var/run/kubevirt-hooks"
 PODINFO_TARGET = "/etc/podinfo"
@@ -247,10 +247,13 @@ def _apply_step(step: Step, journal: Journal) -> None:
         entry = journal.intend("dir", str(step.path))
         step.path.mkdir(parents=True)
     elif isinstance(step, MountPoint):
-        if step.path.exists():
+        # A point another runtime made is recorded here too, so that whichever runtime goes last
+        # removes it (each one alone left it behind while the other still used it); a point the
+        # host had already is never ours.
+        if step.path.exists() and not mountpoint_recorded_elsewhere(str(step.path), {journal.directory.parent}):
             return
-        entry = journal.intend("mountpoint", str(step.path))
-        step.path.mkdir(mode=0o755)
+        entry = journal.intend("mountpoint", str(step.path), runtime=str(journal.directory.parent))
+        step.path.mkdir(mode=0o755, exist_ok=True)   # another runtime may make it in between: shared
     else:  # configuration of things created above: undone with them
         if isinstance(step, Enslave):
             iproute.ip("link", "set", step.link, "master", step.master, netns=step.netns)
@@ -300,8 +303,11 @@ def ensure_node(runtime: Path | None = None) -> Node:
     with paths.locked(names.runtime):
         journal = Journal(names.directory)
         if journal.path.exists() and iproute.netns_exists(names.netns):
-            # a node made by an older netbind may lack a mount point added since
-            apply(tuple(MountPoint(p) for p in MOUNT_POINTS if not p.exists()), journal)
+            # a node made by an older netbind may lack a mount point added since; one another
+            # runtime made (or removed) since this node started is taken up now
+            recorded = {e.name for e in journal.find("mountpoint")}
+            apply(tuple(MountPoint(p) for p in MOUNT_POINTS if not p.exists() or str(p) not in recorded),
+                  journal)
             return Node(names, journal)
         journal = Journal.create(names.directory, {"netns": names.netns})
         try:
@@ -326,7 +332,8 @@ class Pod:
 
     def process_spec(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
                      hooks_subdir: str | None = None, podinfo: bool = False,
-                     binds: Sequence[procs.Bind] = ()) -> procs.ProcessSpec:
+                     binds: Sequence[procs.Bind] = (), devices: Sequence[procs.Device] = ()
+                     ) -> procs.ProcessSpec:
         """A process of this pod: its netns, its log and pidfile, and the container-like mounts."""
         mounts = list(binds)
         if hooks_subdir is not None:
@@ -334,7 +341,7 @@ class Pod:
         if podinfo:
             mounts.append(procs.Bind(self.names.podinfo_dir, PODINFO_TARGET, read_only=True))
         return procs.ProcessSpec(name=name, argv=tuple(argv), netns=self.netns, binds=tuple(mounts), env=env,
-                                 log=self.names.logs_dir / f"{name}.log",
+                                 devices=tuple(devices), log=self.names.logs_dir / f"{name}.log",
                                  pidfile=self.names.directory / "pids" / f"{name}.pid")
 
     def start(self, spec: procs.ProcessSpec) -> procs.ProcessRecord:

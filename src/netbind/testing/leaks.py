@@ -101,6 +101,7 @@ class Footprint:
     containers: set[str] = field(default_factory=set)
     cgroups: set[str] = field(default_factory=set)
     sockets: set[str] = field(default_factory=set)
+    mount_points: set[str] = field(default_factory=set)
 
 
 class LeakChecker:
@@ -152,6 +153,8 @@ class LeakChecker:
                     fp.containers.add(name)
                 elif kind == "cgroup":
                     fp.cgroups.add(name)
+                elif kind == "mountpoint":
+                    fp.mount_points.add(name)
                 elif kind == "domain" and "socket=" in attrs.get("uri", ""):
                     fp.sockets.add(attrs["uri"].split("socket=", 1)[1])
                 elif kind == "cni-attachment" and attrs.get("container_id"):
@@ -225,7 +228,10 @@ class LeakChecker:
         if netns_mounts:
             found.append(f"namespace mounts left: {', '.join(netns_mounts)}")
         for point in self.mount_points:
-            if point not in self.before_mount_points and point.exists() and not self._used_elsewhere(point):
+            # only the points our journals recorded: the host's /run/libvirt and friends are
+            # shared, and another runtime (or a crashed one) may have made them
+            if (str(point) in fp.mount_points and point not in self.before_mount_points and point.exists()
+                    and not self._used_elsewhere(point)):
                 found.append(f"host mount point left: {point}")
 
         new_links = _host_links() - self.before_links
@@ -275,20 +281,11 @@ class LeakChecker:
 def mount_point_used_elsewhere(path: Path, ours: set[Path]) -> bool:
     """Another runtime's node journal (not one of the runtime dirs ``ours``) records the mount
     point, or something is mounted on it."""
-    from netbind.node.journal import mounted_anywhere
+    from netbind.node.journal import mounted_anywhere, mountpoint_recorded_elsewhere
 
     if mounted_anywhere(str(path)):
         return True
-    for journal in Path("/run").glob("*/node/journal.json"):
-        if journal.parent.parent in ours:
-            continue
-        try:
-            entries = json.loads(journal.read_text()).get("entries", [])
-        except (OSError, ValueError):
-            continue
-        if any(e.get("kind") == "mountpoint" and e.get("name") == str(path) for e in entries):
-            return True
-    return False
+    return mountpoint_recorded_elsewhere(str(path), ours)
 
 
 def assert_no_leaks(checker: LeakChecker, context: str = "") -> None:
