@@ -25,6 +25,8 @@ _COMMANDS: dict[str, str] = {
     "migrate": "netbind._cli.migrate:migrate",
     "image": "netbind._cli.images:image",
     "new": "netbind._cli.new:new",
+    "bundle": "netbind._cli.bundle:bundle",
+    "cluster": "netbind._cli.cluster:cluster",
 }
 
 

@@ -74,6 +74,16 @@ class Document:
     lines: dict[tuple, int] = field(default_factory=dict)  # path -> 1-based line
 
 
+# KubeVirt's CR as its release manifest creates it (manifests/generated/kubevirt-cr.yaml.in, v1.4.1 and
+# main): what a kubectl JSON patch file is applied to. Its empty featureGates list is why the user
+# guide's gate patch works "when the FG subtree is already defined".
+DEFAULT_KUBEVIRT_CR: dict[str, Any] = {
+    "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt", "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+    "spec": {"certificateRotateStrategy": {}, "configuration": {"developerConfiguration": {"featureGates": []}},
+             "customizeComponents": {}, "imagePullPolicy": "IfNotPresent", "workloadUpdateStrategy": {}}}
+HCO_API_GROUP = "hco.kubevirt.io/"
+
+
 @dataclass
 class Manifests:
     kubevirt: KubeVirt | None = None
@@ -86,6 +96,9 @@ class Manifests:
     # what the API server would warn about (unknown fields it drops), each naming file and line
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # what was read, for errors about the whole set
+    # a HyperConverged CR as given (its spec.networkBinding is read as the KubeVirt CR's bindings,
+    # as the operator copies them)
+    hyperconverged: dict[str, Any] | None = None
 
     @property
     def workload(self) -> VirtualMachine | VirtualMachineInstance:
@@ -165,8 +178,8 @@ def parse_documents(text: str, file: str, *, as_json: bool | None = None) -> lis
             try:
                 return [Document(load_json(text), file, 1)]
             except json.JSONDecodeError as exc:
-                raise ManifestError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=file,
-                                    line=exc.lineno) from None
+                raise ManifestError(f"not valid JSON: {_json_problem(exc)} (line {exc.lineno}, column {exc.colno})",
+                                    file=file, line=exc.lineno) from None
         check_yaml(text)
     except BoundError as exc:
         raise ManifestError(exc.message, file=file, line=exc.line) from None
@@ -195,6 +208,16 @@ def parse_documents(text: str, file: str, *, as_json: bool | None = None) -> lis
     finally:
         loader.dispose()
     return [d for d in docs if d.data is not None]
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """Python's message, or the comma mistake it means (the user guide's patches have both kinds)."""
+    before = exc.doc[:exc.pos].rstrip()
+    if exc.msg.startswith("Expecting ',' delimiter"):
+        return "a comma is missing before this value"
+    if before.endswith(",") and exc.doc[exc.pos:exc.pos + 1] in ("}", "]"):
+        return f"a trailing comma before {exc.doc[exc.pos]!r}; remove the comma"
+    return exc.msg
 
 
 def read_data_file(path: str | Path, *, as_json: bool | None = None) -> Any:
@@ -361,6 +384,10 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
         manifests.files.append(str(file))
         for outer in parse_documents(text, str(file)):
             for doc in _documents_of(outer):
+                if _is_json_patch(doc.data):
+                    doc = _patched_default_kubevirt(doc)
+                elif isinstance(doc.data, dict) and doc.data.get("kind") == "HyperConverged":
+                    doc = _hyperconverged(manifests, doc)
                 obj = model_from_document(doc)
                 manifests.sources[id(obj)] = f"{doc.file}, document {doc.index}"
                 manifests.warnings += unknown_field_warnings(obj, doc, obj.kind)
@@ -394,3 +421,59 @@ def _add_plugin(manifests: Manifests, plugin: Plugin, doc: Document) -> None:
                             "in a cluster", file=doc.file, document=doc.index, kind="Plugin",
                             field="metadata.name", line=doc.lines.get(("metadata", "name")))
     manifests.plugins.append(plugin)
+
+
+def _is_json_patch(data: Any) -> bool:
+    return isinstance(data, list) and bool(data) and all(isinstance(op, dict) and "op" in op for op in data)
+
+
+def _patched_default_kubevirt(doc: Document) -> Document:
+    """A kubectl JSON patch file (``kubectl patch kubevirt kubevirt --type=json --patch-file F``): the
+    KubeVirt CR it makes of a freshly installed one."""
+    import copy
+
+    import jsonpatch
+    import jsonpointer
+
+    try:
+        patched = jsonpatch.apply_patch(copy.deepcopy(DEFAULT_KUBEVIRT_CR), doc.data)
+    # a malformed operation (a path that is no string, a missing value) fails inside the library
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError, KeyError,
+            AttributeError, IndexError) as exc:
+        raise ManifestError(f"this JSON patch does not apply to KubeVirt's default CR: {exc}", file=doc.file,
+                            line=doc.lines.get(())) from None
+    if not isinstance(patched, dict) or patched.get("kind") != "KubeVirt" or patched.get("apiVersion") != "kubevirt.io/v1":
+        raise ManifestError("this JSON patch changes the KubeVirt CR's kind or apiVersion; patch only its spec",
+                            file=doc.file, line=doc.lines.get(()))
+    # the patched CR has no lines of its own: every field is reported at the patch, by its full path
+    lines: dict[tuple, int] = {}
+    stack: list[tuple[tuple, Any]] = [((), patched)]
+    while stack:
+        path, value = stack.pop()
+        lines[path] = doc.lines.get((), 1)
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+    return Document(patched, doc.file, doc.index, lines)
+
+
+def _hyperconverged(manifests: Manifests, doc: Document) -> Document:
+    data = doc.data
+    if not str(data.get("apiVersion", "")).startswith(HCO_API_GROUP):
+        raise ManifestError(f"apiVersion {data.get('apiVersion')!r} does not serve HyperConverged; expected "
+                            f"{HCO_API_GROUP}v1beta1", file=doc.file, document=doc.index, kind="HyperConverged",
+                            field="apiVersion", line=doc.lines.get(("apiVersion",)))
+    if manifests.hyperconverged is not None:
+        raise ManifestError("a second HyperConverged CR; give exactly one", file=doc.file, document=doc.index)
+    manifests.hyperconverged = data
+    spec = data.get("spec") or {}
+    # v1beta1 spec.networkBinding; v1 moved it to spec.networking.networkBinding
+    binding = spec.get("networkBinding") if "networkBinding" in spec else (spec.get("networking") or {}).get(
+        "networkBinding")
+    kubevirt = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt", "metadata": {"name": "kubevirt"},
+                "spec": {"configuration": {"network": {"binding": binding}} if binding is not None else {}}}
+    prefix = ("spec", "networkBinding") if "networkBinding" in spec else ("spec", "networking", "networkBinding")
+    lines = {("spec", "configuration", "network", "binding") + k[len(prefix):]: v
+             for k, v in doc.lines.items() if k[:len(prefix)] == prefix}
+    return Document(kubevirt, doc.file, doc.index, lines)
