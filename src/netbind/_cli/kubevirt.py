@@ -176,8 +176,10 @@ def render_domain(files: tuple[str, ...], version: str, pod_links: str | None, o
 @manifest_files
 @kubevirt_version
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--diagram", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the launcher pod's wiring with Graphviz (FILE.svg, .png, .pdf or .dot).")
 @handles_bad_input
-def explain(files: tuple[str, ...], version: str, output: str) -> None:
+def explain(files: tuple[str, ...], version: str, output: str, diagram: str | None) -> None:
     """For people: what each interface gets (CNI, sidecar, domain, overhead, migration, problems).
 
     Exit 0 when the VM would run, 1 when admission or virt-controller refuses it, 2 bad input."""
@@ -189,7 +191,21 @@ def explain(files: tuple[str, ...], version: str, output: str) -> None:
         click.echo(json.dumps(data, indent=2))
     else:
         _print_explanation(data)
+    if diagram and "vmi" in data:
+        _draw(data, manifests, prof, diagram)
     sys.exit(explain_exit_code(data))
+
+
+def _draw(data: dict[str, Any], manifests: Any, prof: Any, path: str) -> None:
+    from pathlib import Path
+
+    from netbind import wiring
+
+    try:
+        wiring.render(wiring.to_dot(wiring.from_explanation(data, manifests, prof)), Path(path))
+    except wiring.DiagramError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"wiring drawn to {path}", err=True)
 
 
 def explain_exit_code(data: dict[str, Any]) -> int:
