@@ -35,7 +35,7 @@ class Network:
 class Wiring:
     title: str
     networks: list[Network]
-    extra_links: list[str] = field(default_factory=list)  # pod links no network accounts for
+    extra_links: dict[str, str] = field(default_factory=dict)  # pod links no network accounts for: name -> kind
 
 
 def from_explanation(data: dict[str, Any], manifests: Any, profile: Any) -> Wiring:
@@ -65,6 +65,51 @@ def from_explanation(data: dict[str, Any], manifests: Any, profile: Any) -> Wiri
             network.sidecar_image = item["sidecar"]["image"]
         networks.append(network)
     return Wiring(title=f"{data['vmi']} (KubeVirt {data['kubevirtVersion']})", networks=networks)
+
+
+def from_pod_links(vmi: dict[str, Any], links: dict[str, dict], sidecars: list[str]) -> Wiring:
+    """The wiring of a running VM from the real links of its pod (``ip -j -d link show`` by name),
+    its VMI object (``netbind status -o json``) and its sidecar lines: what is there, not what
+    KubeVirt intends. Pod links no interface accounts for are drawn on their own."""
+    from netbind._iproute import link_kind
+
+    def kind(name: str) -> str:
+        return link_kind(links.get(name, {})) or "device"
+
+    used = {"lo"}
+    networks = []
+    for status in vmi.get("status", {}).get("interfaces", []):
+        pod_iface = status.get("podInterfaceName")
+        network = Network(name=status["name"], kind=f"interface status ({status.get('infoSource', '?')})",
+                          binding="", pod_interface=None)
+        if pod_iface:
+            base = pod_iface[3:] if pod_iface.startswith("pod") else pod_iface
+            nic = f"{base}-nic" if f"{base}-nic" in links else pod_iface
+            if nic in links:
+                network.pod_interface = f"{nic} ({kind(nic)})"
+                used.add(nic)
+                master = links[nic].get("master")
+                if master and kind(master) == "bridge":
+                    network.bridge, _ = master, used.add(master)
+            if nic != pod_iface and pod_iface in links:
+                network.dummy, _ = pod_iface, used.add(pod_iface)
+            tap = next((n for n, d in links.items() if n not in used and link_kind(d) == "tun"
+                        and (d.get("master") == network.bridge if network.bridge else n == "tap" + pod_iface[3:])),
+                       None)
+            if tap:
+                network.tap, _ = tap, used.add(tap)
+        guest = status.get("interfaceName") or "?"
+        where = ", ".join(x for x in (status.get("mac"), status.get("ipAddress")) if x)
+        network.domain = f"guest {guest}" + (f" {where}" if where else "")
+        networks.append(network)
+    if sidecars:
+        # a running pod's sidecars are not tied to networks in its state: drawn next to the first one
+        for network in networks[:1]:
+            network.sidecar, network.sidecar_image = "hook-sidecars", "\n".join(sidecars)
+    meta = vmi.get("metadata", {})
+    return Wiring(title=f"{meta.get('namespace', '?')}/{meta.get('name', '?')} (running here, from its pod's links)",
+                  networks=networks,
+                  extra_links={n: kind(n) for n in sorted(links) if n not in used})
 
 
 def _id(*parts: str) -> str:
@@ -129,8 +174,8 @@ def to_dot(wiring: Wiring) -> str:
             sidecars.setdefault(net.sidecar, net.sidecar_image or "")
             edges.append(f"  {_id('sidecar', net.sidecar)} -> {domif} [label=\"OnDefineDomain adds\", "
                          "style=dashed];")
-    for name in wiring.extra_links:
-        lines.append(f"    {_id('link', name)} [label={_q('link ' + name)}];")
+    for name, link_type in wiring.extra_links.items():
+        lines.append(f"    {_id('link', name)} [label={_q(f'link {name} ({link_type})')}, fillcolor=gray95];")
     for container, image in sidecars.items():
         lines.append(f"    {_id('sidecar', container)} [label={_q(f'sidecar {container}' + chr(10) + image)}, "
                      "shape=cds, fillcolor=mistyrose];")

@@ -80,3 +80,25 @@ def test_unknown_picture_format_is_bad_input(tmp_path):
     assert result.exit_code == 2
     assert "error: --diagram" in result.stderr and "unknown picture format 'jpg'" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_running_picture_from_pod_links_managedtap_layout():
+    """The layout `ip -j -d link show` reports in a managedTap pod (as tests/node checks it live)."""
+    links = {"lo": {"ifname": "lo"},
+             "eth0-nic": {"ifname": "eth0-nic", "master": "k6t-eth0", "linkinfo": {"info_kind": "veth"}},
+             "k6t-eth0": {"ifname": "k6t-eth0", "linkinfo": {"info_kind": "bridge"}},
+             "tap0": {"ifname": "tap0", "master": "k6t-eth0", "linkinfo": {"info_kind": "tun"}},
+             "eth0": {"ifname": "eth0", "linkinfo": {"info_kind": "dummy"}},
+             "stray0": {"ifname": "stray0", "linkinfo": {"info_kind": "veth"}}}
+    vmi = {"metadata": {"namespace": "default", "name": "vm1"},
+           "status": {"interfaces": [{"name": "default", "podInterfaceName": "eth0", "infoSource": "multus-status",
+                                      "interfaceName": "eth0", "mac": "02:00:00:00:00:01"}]}}
+    found = _nodes(wiring.to_dot(wiring.from_pod_links(vmi, links, ["hook-sidecar-0: process"])))
+    assert found["podif_default"] == "pod interface eth0-nic (veth)"
+    assert found["bridge_default"] == "bridge k6t-eth0"
+    assert found["tap_default"] == "tap tap0"
+    assert found["dummy_default"] == "dummy eth0 (pod address)"
+    assert found["domif_default"].startswith("domain interface ua-default\\nguest eth0 02:00:00:00:00:01")
+    assert found["sidecar_hook_sidecars"] == "sidecar hook-sidecars\\nhook-sidecar-0: process"
+    assert found["link_stray0"] == "link stray0 (veth)"
+    assert "link_lo" not in found and "link_tap0" not in found
