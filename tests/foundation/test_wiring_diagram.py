@@ -102,3 +102,10 @@ def test_running_picture_from_pod_links_managedtap_layout():
     assert found["sidecar_hook_sidecars"] == "sidecar hook-sidecars\\nhook-sidecar-0: process"
     assert found["link_stray0"] == "link stray0 (veth)"
     assert "link_lo" not in found and "link_tap0" not in found
+
+
+def test_plugins_alone_have_no_pod_to_draw(tmp_path):
+    result = CliRunner().invoke(cli, ["explain", "-f", str(EXAMPLES / "plugin-api" / "plugin.yaml"),
+                                      "--diagram", str(tmp_path / "w.svg")])
+    assert result.exit_code == 2 and "no launcher pod to draw" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -191,7 +191,9 @@ def explain(files: tuple[str, ...], version: str, output: str, diagram: str | No
         click.echo(json.dumps(data, indent=2))
     else:
         _print_explanation(data)
-    if diagram and "vmi" in data:
+    if diagram:
+        if "vmi" not in data:
+            raise BadInput(f"--diagram {diagram}: the files hold no VM or VMI, so there is no launcher pod to draw")
         _draw(data, manifests, prof, diagram)
     sys.exit(explain_exit_code(data))
 
