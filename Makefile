@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo use (real CNI plugins, iproute2 for namespaces).
-DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps
+DEB_PACKAGES := containernetworking-plugins iproute2 busybox kmod procps graphviz
 # The local node runtime (issue 5): TCG QEMU, a private libvirtd per pod, passt, a DHCP peer for
 # tests; pkg-config + libvirt-dev build libvirt-python. (The tiny guest takes its kernel and its
 # static busybox from .debs it downloads itself: busybox-static Conflicts: busybox, so not here.)

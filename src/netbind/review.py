@@ -38,12 +38,15 @@ class Validation:
     findings: list[Finding] = field(default_factory=list)
     plugins: list[Any] = field(default_factory=list)  # PluginReview per Plugin, in file order
     has_workload: bool = True
+    notes: list[str] = field(default_factory=list)  # netbind's own hints, not KubeVirt's words
 
     def to_json(self) -> dict[str, Any]:
         data = {"allowed": self.allowed, "causes": [c.to_json() for c in self.causes],
                 "findings": [f.to_json() for f in self.findings]}
         if self.plugins:
             data["plugins"] = [p.to_json() for p in self.plugins]
+        if self.notes:
+            data["notes"] = list(self.notes)
         return data
 
 
@@ -108,7 +111,74 @@ def validate(manifests: Manifests, profile: Profile) -> Validation:
     causes = validate_network(spec, config, profile=profile, field=manifests.field_prefix,
                               creation=True, annotations=annotations)
     return Validation(allowed=not causes and plugins_allowed, causes=causes,
-                      findings=controller_findings(manifests, profile), plugins=plugins)
+                      findings=controller_findings(manifests, profile), plugins=plugins,
+                      notes=registry_notes(manifests, profile) + nad_namespace_notes(manifests, profile))
+
+
+def registry_notes(manifests: Manifests, profile: Profile) -> list[str]:
+    """netbind's hints on binding names: KubeVirt's admission does not look at the registry
+    (an unknown name is admitted and fails in virt-controller), so these are ours."""
+    import difflib
+
+    registered = sorted(configuration(manifests).bindings)
+    wanted = [i.binding.name for i in profile.decoded(manifests.vmi).spec.interfaces if i.binding]
+    notes = []
+    if manifests.kubevirt is None:
+        notes.append("no KubeVirt CR in the given files, so no network binding is registered "
+                     "(spec.configuration.network.binding is empty)"
+                     + ("; add the cluster's KubeVirt CR with -f" if wanted else ""))
+    elif wanted and not registered:
+        notes.append("the KubeVirt CR registers no network binding (spec.configuration.network.binding is empty)")
+    for name in dict.fromkeys(wanted):
+        if name in registered or not registered:
+            continue
+        near = difflib.get_close_matches(name, registered, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        notes.append(f"binding {name!r} is not registered in the KubeVirt CR (registered: "
+                     f"{', '.join(registered)}){hint}")
+    return notes
+
+
+def _nad_refs(vmi: Any, config: KubeVirtConfiguration) -> list[tuple[str, str, str]]:
+    """(what refers, namespace, name) of every NAD the VMI's pod needs, resolved as Multus does."""
+    refs = []
+    for iface in vmi.spec.interfaces:
+        net = vmi.spec.network(iface.name)
+        if net is not None and net.multus is not None and net.multus.network_name:
+            refs.append((f"network {net.name}", *_resolve_nad(net.multus.network_name, vmi.namespace)))
+        entry = config.bindings.get(iface.binding.name) if iface.binding else None
+        if entry is not None and entry.network_attachment_definition:
+            refs.append((f"binding {iface.binding.name}",
+                         *_resolve_nad(entry.network_attachment_definition, vmi.namespace)))
+    return list(dict.fromkeys(refs))
+
+
+def _resolve_nad(ref: str, vmi_namespace: str) -> tuple[str, str]:
+    # KubeVirt splits on the first "/"; no "/" means the VMI's namespace (not "default")
+    namespace, _, name = ref.partition("/") if "/" in ref else (vmi_namespace, "", ref)
+    return namespace, name
+
+
+def nad_namespace_notes(manifests: Manifests, profile: Profile) -> list[str]:
+    """netbind's warnings on NAD namespaces, which admission never checks: a NAD referenced in
+    another namespace than the VM's (the user guide recommends the VM's own), and a NAD given in
+    the files whose name matches but whose namespace is not the one the reference resolves to."""
+    vmi = profile.decoded(manifests.vmi)
+    notes = []
+    for who, namespace, name in _nad_refs(vmi, configuration(manifests)):
+        if manifests.nad(namespace, name) is None:
+            elsewhere = sorted((n.metadata.namespace or "default") for n in manifests.nads
+                               if n.metadata.name == name)
+            if elsewhere:
+                notes.append(f"{who} refers to NetworkAttachmentDefinition {namespace}/{name}, but the given "
+                             f"files have {name} in namespace {', '.join(elsewhere)}: Multus looks only in "
+                             f"{namespace} (write '<namespace>/{name}' to point elsewhere)")
+        elif namespace != vmi.namespace:
+            reach = ("every namespace can use a NAD in default" if namespace == "default" else
+                     "it works only if Multus lets pods use other namespaces' NADs (no namespaceIsolation)")
+            notes.append(f"{who} uses NetworkAttachmentDefinition {namespace}/{name}, outside the VM's namespace "
+                         f"{vmi.namespace}: {reach}; the user guide recommends the VM's namespace")
+    return notes
 
 
 def admission_review(manifests: Manifests, profile: Profile, uid: str = "") -> dict[str, Any]:
@@ -257,7 +327,8 @@ def explain(manifests: Manifests, profile: Profile) -> dict[str, Any]:
                                             legacy_sidecars=_annotation_sidecar_count(decoded) + len(sidecars))
     missing = _missing_nads(manifests, decoded, config)
     notes = [f"NetworkAttachmentDefinition {n} is not in the given manifests: Multus fails "
-             "the pod sandbox unless it exists in the cluster" for n in missing] + disk_notes
+             "the pod sandbox unless it exists in the cluster" for n in missing]
+    notes += disk_notes + validation.notes
     if notes:
         result["notes"] = notes
     return result
@@ -345,17 +416,5 @@ def _annotation_sidecar_count(vmi: Any) -> int:
 
 
 def _missing_nads(manifests: Manifests, vmi: Any, config: KubeVirtConfiguration) -> list[str]:
-    wanted: list[str] = []
-    for iface in vmi.spec.interfaces:
-        net = vmi.spec.network(iface.name)
-        if net is not None and net.multus is not None and net.multus.network_name:
-            wanted.append(net.multus.network_name)
-        entry = config.bindings.get(iface.binding.name) if iface.binding else None
-        if entry is not None and entry.network_attachment_definition:
-            wanted.append(entry.network_attachment_definition)
-    missing = []
-    for ref in dict.fromkeys(wanted):
-        namespace, _, name = ref.partition("/") if "/" in ref else (vmi.namespace, "", ref)
-        if manifests.nad(namespace, name) is None:
-            missing.append(f"{namespace}/{name}")
-    return missing
+    refs = (f"{namespace}/{name}" for _, namespace, name in _nad_refs(vmi, config))
+    return [ref for ref in dict.fromkeys(refs) if manifests.nad(*ref.split("/", 1)) is None]

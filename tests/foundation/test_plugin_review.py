@@ -97,7 +97,7 @@ def test_plugins_alone_gate_off_and_1_4(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "needs KubeVirt v1.9+ with the Plugins feature gate; --kubevirt-version 1.4 does not have it" in result.output
     result = CliRunner().invoke(cli, ["explain", "-f", str(tmp_path), "-o", "json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # explain's exit follows admission, as validate's
     assert json.loads(result.output)["plugins"]["reviews"][0]["admitted"] is False
 
 

@@ -57,8 +57,9 @@ def test_validate_cli_json_contract_and_exit_codes(tmp_path):
     result = CliRunner().invoke(cli, ["validate", "-f", str(tmp_path), "-o", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"allowed", "causes", "findings"} and data["allowed"] is True
+    assert set(data) == {"allowed", "causes", "findings", "notes"} and data["allowed"] is True
     assert data["findings"][0]["message"].endswith("network binding: nope")
+    assert data["notes"] == ["binding 'nope' is not registered in the KubeVirt CR (registered: passt)"]
 
     bad = VMI.replace("name: sec, binding", "name: sec, macAddress: 'zz', binding")
     (tmp_path / "m.yaml").write_text(KV + "---\n" + bad)

@@ -82,3 +82,26 @@ def test_bad_input_exits_2(hook_sockets_dir, files, args, message):
     out = run("call", *[x for kv in base.items() for x in kv])
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_call_takes_the_vmi_and_domain_from_manifests(hook_sidecar, files):
+    """No hand-made VMI JSON: -f DIR gives the VMI, and the domain `render domain` draws."""
+    from pathlib import Path
+
+    from lxml import etree
+
+    example = str(Path(__file__).resolve().parents[2] / "examples" / "passt")
+    sidecar = hook_sidecar.module("netbind.plugins.passt.sidecar", socket_name="passt.sock")
+    out = run("call", "--sockets-dir", str(sidecar.sockets_dir), "-f", example)
+    assert out.returncode == 0, out.stderr
+    domain = etree.fromstring(out.stdout.encode())
+    aliases = [a.get("name") for a in domain.iterfind("devices/interface/alias")]
+    assert aliases == ["ua-passtnet"]  # the sidecar added the passt NIC the core domain lacks
+    assert domain.find("devices/interface").get("type") in ("vhostuser", "user")
+
+    both = run("call", "--sockets-dir", str(sidecar.sockets_dir), "-f", example, "--vmi", str(files / "vmi.json"))
+    assert both.returncode == 2 and "either as --vmi FILE (JSON) or as manifests with -f DIR" in both.stderr
+    neither = run("call", "--sockets-dir", str(sidecar.sockets_dir), "--domain", str(files / "domain.xml"))
+    assert neither.returncode == 2 and "Traceback" not in neither.stderr
+    missing = run("call", "--sockets-dir", str(sidecar.sockets_dir), "-f", "/nonexistent-nb-dir")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr

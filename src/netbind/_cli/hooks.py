@@ -50,23 +50,37 @@ def hooks() -> None:
 @hooks.command()
 @click.option("--sockets-dir", required=True, metavar="DIR",
               help="Directory with the sidecars' sockets (and per-container subdirectories).")
-@click.option("--domain", "domain_file", required=True, metavar="FILE", help="Domain XML to send.")
-@click.option("--vmi", "vmi_file", required=True, metavar="FILE", help="VMI as JSON.")
+@click.option("--domain", "domain_file", default=None, metavar="FILE",
+              help="Domain XML to send (default with -f: the domain `netbind render domain` draws).")
+@click.option("--vmi", "vmi_file", default=None, metavar="FILE", help="VMI as JSON (or use -f).")
+@click.option("-f", "--filename", "files", multiple=True, type=click.Path(),
+              help="Manifests (KubeVirt CR, NADs, VM or VMI) to take the VMI from, as `render` does.")
+@click.option("--kubevirt-version", "version", default="latest", show_default=True,
+              type=click.Choice(["latest", "1.4"]), help="KubeVirt behaviour, with -f.")
 @click.option("-n", "--expected", type=click.IntRange(min=0), default=None,
               help="Number of sidecar sockets to wait for (default: the socket files present now).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_COLLECT_TIMEOUT, show_default=True,
               help="Seconds to wait for all sockets (virt-launcher's --qemu-timeout).")
 @click.option("-o", "--output", type=click.Choice(["xml", "json"]), default="xml", show_default=True)
-def call(sockets_dir: str, domain_file: str, vmi_file: str, expected: int | None, timeout: float,
-         output: str) -> None:
+def call(sockets_dir: str, domain_file: str | None, vmi_file: str | None, files: tuple[str, ...], version: str,
+         expected: int | None, timeout: float, output: str) -> None:
     """Collect the sidecars and run the OnDefineDomain chain; prints the resulting domain XML."""
     directory = _sockets_dir(sockets_dir)
-    domain_xml = _read(domain_file, "--domain")
-    vmi_raw = _read(vmi_file, "--vmi")
-    try:
-        json.loads(vmi_raw)
-    except ValueError as exc:
-        _fail(f"--vmi {vmi_file}: not valid JSON: {exc}", EXIT_BAD_INPUT)
+    if bool(vmi_file) == bool(files):
+        _fail("give the VMI either as --vmi FILE (JSON) or as manifests with -f DIR, not both or neither",
+              EXIT_BAD_INPUT)
+    if files:
+        vmi_raw, rendered = _from_manifests(files, version, want_domain=domain_file is None)
+        domain_xml = _read(domain_file, "--domain") if domain_file else rendered
+    else:
+        if domain_file is None:
+            _fail("--domain FILE is needed with --vmi (or give -f DIR to render the domain)", EXIT_BAD_INPUT)
+        domain_xml = _read(domain_file, "--domain")
+        vmi_raw = _read(vmi_file, "--vmi")
+        try:
+            json.loads(vmi_raw)
+        except ValueError as exc:
+            _fail(f"--vmi {vmi_file}: not valid JSON: {exc}", EXIT_BAD_INPUT)
     if expected is None:
         expected = len({p.name for p in discover_sockets(directory)})
     trace: list[dict] = []
@@ -84,6 +98,43 @@ def call(sockets_dir: str, domain_file: str, vmi_file: str, expected: int | None
     else:
         click.echo(json.dumps({"sidecars": sidecars, "calls": trace,
                                "domainXML": result.decode("utf-8", "replace")}, indent=2))
+
+
+def _from_manifests(files: tuple[str, ...], version: str, want_domain: bool) -> tuple[bytes, bytes]:
+    """The VMI JSON virt-launcher sends (as stored, with the interface status virt-controller fills) and the
+    domain virt-launcher would hand to the first sidecar, from manifests; bad input exits 2."""
+    from netbind.api.loading import ManifestError
+    from netbind.api.versions import profile
+    from netbind.launcher.domain import DomainAttachmentError, build_domain, derive_pod_links
+    from netbind.review import configuration
+
+    from .common import load_manifests
+
+    try:
+        manifests = load_manifests(files)
+        prof = profile(version)
+        vmi = manifests.vmi
+    except ManifestError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    doc = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance"}
+    doc.update({k: v for k, v in vmi.to_json().items() if k not in ("apiVersion", "kind", "status")})
+    # the pod interface names virt-controller reports once the pod runs (sidecars look them up)
+    from netbind import naming
+    from netbind.node.status import INFO_MULTUS
+
+    pod_interfaces = {n.name: naming.hashed_pod_interface_name(n) for n in vmi.spec.network_list}
+    doc["status"] = {"phase": "Scheduled", "interfaces": [
+        {"name": i.name, "podInterfaceName": pod_interfaces[i.name], "infoSource": INFO_MULTUS}
+        for i in vmi.spec.interfaces if i.name in pod_interfaces]}
+    domain = b""
+    if want_domain:
+        config = configuration(manifests)
+        try:
+            domain = build_domain(vmi, config, derive_pod_links(vmi, config, profile=prof), profile=prof).domain_xml
+        except DomainAttachmentError as exc:
+            _fail(f"virt-launcher would fail: {exc}", EXIT_HOOK_FAILED)
+        domain = domain.encode() if isinstance(domain, str) else domain
+    return json.dumps(doc).encode(), domain
 
 
 @hooks.command()

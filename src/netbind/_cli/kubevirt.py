@@ -78,6 +78,8 @@ def _print_validation(result: Any, manifests: Any) -> None:
     for finding in result.findings:
         console.print(f"[yellow]later[/yellow]: {finding.component} would refuse it ({finding.reason}): "
                       f"{finding.message}")
+    for note in result.notes:
+        console.print(f"[yellow]netbind note[/yellow]: {note}")
 
 
 @click.group()
@@ -100,9 +102,17 @@ def render_pod(files: tuple[str, ...], version: str, output: str) -> None:
         pod = render_launcher_pod(manifests.vmi, configuration(manifests), nads=manifests.nads, profile=prof)
     except RenderError as exc:
         click.echo(f"virt-controller would fail (FailedCreate): {exc}", err=True)
+        _echo_registry_notes(manifests, prof)
         sys.exit(EXIT_DENIED)
     # KubeVirt's Go object carries no type meta; a manifest for people and kubectl does
     dump({"apiVersion": "v1", "kind": "Pod", **pod}, output)
+
+
+def _echo_registry_notes(manifests: Any, prof: Any) -> None:
+    from netbind.review import registry_notes
+
+    for note in registry_notes(manifests, prof):
+        click.echo(f"netbind note: {note}", err=True)
 
 
 def _read_pod_links(path: str) -> list[Any]:
@@ -141,8 +151,13 @@ def render_domain(files: tuple[str, ...], version: str, pod_links: str | None, o
     """The domain XML virt-launcher hands to the first sidecar (interfaces filled from pod links)."""
     manifests, prof = _load(files, version)
     from netbind.launcher.domain import DomainAttachmentError, build_domain, derive_pod_links
-    from netbind.review import configuration
+    from netbind.review import configuration, controller_findings
 
+    # no launcher pod, no domain: virt-controller stops first (e.g. an unregistered binding name)
+    for finding in controller_findings(manifests, prof):
+        click.echo(f"virt-controller would fail ({finding.reason}): {finding.message}", err=True)
+        _echo_registry_notes(manifests, prof)
+        sys.exit(EXIT_DENIED)
     config = configuration(manifests)
     vmi = manifests.vmi
     links = _read_pod_links(pod_links) if pod_links else derive_pod_links(vmi, config, profile=prof)
@@ -165,17 +180,46 @@ def render_domain(files: tuple[str, ...], version: str, pod_links: str | None, o
 @manifest_files
 @kubevirt_version
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--diagram", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the launcher pod's wiring with Graphviz (FILE.svg, .png, .pdf or .dot).")
 @handles_bad_input
-def explain(files: tuple[str, ...], version: str, output: str) -> None:
-    """For people: what each interface gets (CNI, sidecar, domain, overhead, migration, problems)."""
+def explain(files: tuple[str, ...], version: str, output: str, diagram: str | None) -> None:
+    """For people: what each interface gets (CNI, sidecar, domain, overhead, migration, problems).
+
+    Exit 0 when the VM would run, 1 when admission or virt-controller refuses it, 2 bad input."""
     from netbind import review
 
     manifests, prof = _load(files, version)
     data = review.explain(manifests, prof)
     if output == "json":
         click.echo(json.dumps(data, indent=2))
-        return
-    _print_explanation(data)
+    else:
+        _print_explanation(data)
+    if diagram:
+        if "vmi" not in data:
+            raise BadInput(f"--diagram {diagram}: the files hold no VM or VMI, so there is no launcher pod to draw")
+        _draw(data, manifests, prof, diagram)
+    sys.exit(explain_exit_code(data))
+
+
+def _draw(data: dict[str, Any], manifests: Any, prof: Any, path: str) -> None:
+    from pathlib import Path
+
+    from netbind import wiring
+
+    try:
+        wiring.render(wiring.to_dot(wiring.from_explanation(data, manifests, prof)), Path(path))
+    except wiring.DiagramError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"wiring drawn to {path}", err=True)
+
+
+def explain_exit_code(data: dict[str, Any]) -> int:
+    """1 when the VM would not run: admission denies it (or a Plugin), or virt-controller refuses it
+    later (its problems); 0 otherwise. validate's code is admission's answer alone."""
+    plugins = data.get("plugins", {}).get("reviews", [])
+    refused = not data["allowed"] or bool(data.get("problems")) or any(not p["admitted"] for p in plugins)
+    return EXIT_DENIED if refused else EXIT_OK
 
 
 def _print_plugins(console: Any, plugins: dict[str, Any]) -> None:

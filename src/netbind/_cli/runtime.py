@@ -138,15 +138,37 @@ def _pods(name: str | None):
     return pods
 
 
+def _draw_running(pod, vmi: dict, path: str) -> None:
+    from pathlib import Path
+
+    from netbind import _iproute, wiring
+    from netbind.node import runtime
+
+    state = runtime.load_state(pod) or {}
+    picture = wiring.from_pod_links(vmi, _iproute.links(netns=pod.netns), list(state.get("sidecars", [])))
+    try:
+        wiring.render(wiring.to_dot(picture), Path(path))
+    except wiring.DiagramError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"wiring drawn to {path}", err=True)
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json"]))
-def status(name, output):
+@click.option("--diagram", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw the VM's pod wiring from its real links (FILE.svg, .png, .pdf or .dot); needs NAME.")
+def status(name, output, diagram):
     """The VMI(s) running here; -o json prints the VMI object as `kubectl get vmi -o json` does."""
     from netbind.node import runtime
 
+    if diagram and not name:
+        raise click.UsageError("--diagram draws one VM: give its NAME")
     pods = _pods(name)
     vmis = [runtime.current_vmi(pod) for pod in pods]
+    if diagram:
+        _draw_running(pods[0], vmis[0], diagram)
     if output == "json":
         doc = vmis[0] if name and len(vmis) == 1 else {"apiVersion": "v1", "kind": "List", "items": vmis,
                                                        "metadata": {"resourceVersion": ""}}
