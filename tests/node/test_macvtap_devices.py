@@ -59,7 +59,9 @@ def test_a_macvtap_vm_uses_its_own_pods_device_when_its_ifindex_is_taken_elsewhe
             libvirtd = int((pod / "pids" / "libvirtd.pid").read_text())
             seen = subprocess.run(["nsenter", "-t", str(libvirtd), "-m", "stat", "-c", "%t:%T", node],
                                   capture_output=True, text=True, check=True).stdout.strip()
-            assert ":".join(str(int(x, 16)) for x in seen.split(":")) == own
+            mounts = Path(f"/proc/{libvirtd}/mountinfo").read_text()
+            assert ":".join(str(int(x, 16)) for x in seen.split(":")) == own, \
+                f"libvirtd's mounts on /dev: {[m for m in mounts.splitlines() if ' /dev/' in m]}"
             assert macvtap.get("ipAddress"), f"no lease through the pod's own macvtap: {macvtap}"
         finally:
             down = _cli(env, "down", "--all")

@@ -254,6 +254,12 @@ def pod_tap_devices(netns: str) -> tuple[procs.Device, ...]:
     are per namespace: with macvtaps of the same ifindex in two pods, one pod's QEMU opened the
     other's device (its traffic left through the other pod's lower device, or the open failed).
     KubeVirt's macvtap device plugin gives each compute container its own node; so do we."""
+    from netbind import _iproute
+
+    expected = {f"/dev/tap{link['ifindex']}" for link in _iproute.links(netns).values()
+                if link.get("linkinfo", {}).get("info_kind") == "macvtap"}
+    if not expected:
+        return ()
     done = subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", _TAP_DEVICES],
                           capture_output=True, text=True)
     devices = []
@@ -262,6 +268,11 @@ def pod_tap_devices(netns: str) -> tuple[procs.Device, ...]:
         major, _, minor = numbers.partition(":")
         if major.isdigit() and minor.isdigit():
             devices.append(procs.Device(f"/dev/{Path(path).parent.name}", int(major), int(minor), 0o600))
+    found = {d.path for d in devices}
+    if found != expected:
+        # without its own nodes the pod's QEMU may open another pod's macvtap: refuse rather than guess
+        raise LibvirtError(f"pod {netns}: macvtap devices {sorted(expected)} expected, the pod's sysfs lists"
+                           f" {sorted(found)} ({done.stderr.strip() or 'no error'})")
     return tuple(devices)
 
 
