@@ -16,6 +16,7 @@ builder here is pure: it takes the VMI and configuration and returns manifest fr
 """
 from __future__ import annotations
 
+import copy
 import posixpath
 from typing import Any
 
@@ -114,7 +115,7 @@ def binary_init_resources(vmi: VirtualMachineInstance, config: KubeVirtConfigura
     return _rendered(limits, requests)
 
 
-def _disk_security_context() -> dict[str, Any]:
+def _disk_security_context() -> dict[str, Any]:  # a fresh dict each time: no shared YAML anchors
     # always uid 107 without a group, whatever the VMI's root-ness (container-disk.go)
     return {"capabilities": {"drop": ["ALL"]}, "runAsUser": NON_ROOT_UID, "runAsNonRoot": True,
             "allowPrivilegeEscalation": False}
@@ -140,7 +141,7 @@ def disk_containers(vmi: VirtualMachineInstance, config: KubeVirtConfiguration, 
             args = ["--copy-path", f"{directory}/disk_{index}"]
         containers.append({
             "name": name, "image": image_of(volume), "command": ["/usr/bin/container-disk"],
-            "args": args, "resources": resources,
+            "args": args, "resources": copy.deepcopy(resources),
             "volumeMounts": [{"name": CONTAINER_DISKS_VOLUME, "mountPath": directory},
                              {"name": VIRT_BIN_VOLUME, "mountPath": "/usr/bin"}],
             "imagePullPolicy": pull_policy_of(volume), "securityContext": _disk_security_context(),
@@ -160,7 +161,7 @@ def image_volume_init_containers(vmi: VirtualMachineInstance,
     return [{
         "name": f"volume{volume.name}", "image": image_of(volume),
         "command": [CONTAINER_BINARY_DIR + "/usr/bin/container-disk"], "args": ["--no-op"],
-        "resources": resources,
+        "resources": copy.deepcopy(resources),
         "volumeMounts": [{"name": LAUNCHER_VOLUME, "readOnly": True, "mountPath": CONTAINER_BINARY_DIR}],
         "imagePullPolicy": pull_policy_of(volume), "securityContext": _disk_security_context(),
     } for _, volume in container_disk_volumes(vmi)]
