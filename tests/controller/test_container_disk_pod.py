@@ -247,3 +247,41 @@ def test_root_vmi_binary_copier_runs_as_root_but_disk_containers_stay_non_root()
     assert binary["securityContext"] == {"capabilities": {"drop": ["ALL"]}, "privileged": False,
                                          "runAsUser": 0, "runAsNonRoot": False}
     assert pod["spec"]["containers"][1]["securityContext"] == DISK_SECURITY
+
+
+# --- cloud-init Secret references (rendervolumes.go handleCloudInitNoCloud/ConfigDrive) ----------
+
+
+@pytest.mark.parametrize("profile", [LATEST, V1_4])
+def test_cloud_init_secret_refs_become_secret_volumes_before_the_disk_images(profile):
+    vmi = copy.deepcopy(VMI)
+    vmi["spec"]["volumes"][1] = {"name": "cloudinit", "cloudInitNoCloud": {
+        "userDataSecretRef": {"name": "my-user-data"}, "networkDataSecretRef": {"name": "my-net"}}}
+    vmi["spec"]["volumes"].append({"name": "cd", "cloudInitConfigDrive": {"userDataSecretRef": {"name": "cd-ud"}}})
+    vmi["spec"]["domain"]["devices"]["disks"].append({"name": "cd", "disk": {}})
+    pod = render(vmi, profile=profile)
+    volumes = pod["spec"]["volumes"]
+    secrets = [v for v in volumes if "secret" in v]
+    assert secrets == [{"name": "cloudinit-udata", "secret": {"secretName": "my-user-data"}},
+                       {"name": "cloudinit-ndata", "secret": {"secretName": "my-net"}},
+                       {"name": "cd-udata", "secret": {"secretName": "cd-ud"}}]
+    first = volumes.index(secrets[0])
+    assert names(volumes)[first - 1] in ("ephemeral-disks", "container-disks")
+    if profile is LATEST:
+        assert names(volumes)[first + 3] == "rootdisk"  # withImageVolumes after withVMIVolumes
+    mounts = [m for m in compute_of(pod)["volumeMounts"] if m["name"].startswith(("cloudinit-", "cd-"))]
+    base = "/var/run/kubevirt-private/secret"
+    assert mounts == [
+        {"name": "cloudinit-udata", "readOnly": True, "mountPath": f"{base}/cloudinit/userdata", "subPath": "userdata"},
+        {"name": "cloudinit-udata", "readOnly": True, "mountPath": f"{base}/cloudinit/userData", "subPath": "userData"},
+        {"name": "cloudinit-ndata", "readOnly": True, "mountPath": f"{base}/cloudinit/networkdata",
+         "subPath": "networkdata"},
+        {"name": "cloudinit-ndata", "readOnly": True, "mountPath": f"{base}/cloudinit/networkData",
+         "subPath": "networkData"},
+        {"name": "cd-udata", "readOnly": True, "mountPath": f"{base}/cd/userdata", "subPath": "userdata"},
+        {"name": "cd-udata", "readOnly": True, "mountPath": f"{base}/cd/userData", "subPath": "userData"},
+    ]
+
+
+def test_inline_cloud_init_adds_no_volume():
+    assert not any("secret" in v for v in render()["spec"]["volumes"])

@@ -23,6 +23,7 @@ from netbind.api.versions import LATEST, Profile
 from ._inputs import as_config, as_nads, as_vmi
 from .annotations import DEVICE_INFO, _network_annotations, nad_namespaced_name
 from . import container_disks
+from .cloud_init import cloud_init_secret_volumes
 from .errors import RenderError
 from .memory import (is_cpu_dedicated, launcher_memory_overhead, _network_memory, vcpu_count,
                      wants_guaranteed_qos)
@@ -439,8 +440,12 @@ def _volumes_and_mounts(vmi: VirtualMachineInstance, config: KubeVirtConfigurati
         mounts.insert(3 if tpl.container_disks_mount_early else len(mounts),
                       {"name": "container-disks", "mountPath": CONTAINER_DISK_DIR,
                        "mountPropagation": "HostToContainer"})
-    else:
-        # withImageVolumes runs before the sidecar, plugin, hugepages and hotplug options
+    # withVMIVolumes (cloud-init Secrets) runs before withImageVolumes, both before the sidecar,
+    # plugin, hugepages and hotplug options
+    secret_volumes, secret_mounts = cloud_init_secret_volumes(vmi)
+    volumes += secret_volumes
+    mounts += secret_mounts
+    if image_volumes:
         disk_volumes, disk_mounts = container_disks.image_volumes(vmi, launcher_image, pull_policy)
         volumes += disk_volumes
         mounts += disk_mounts
