@@ -2,8 +2,9 @@
 
 The network parts (sidecars, socket and downward-API volumes, Multus/istio annotations, memory
 overhead, NAD resources) follow KubeVirt exactly; the rest of the template covers what a VMI without
-disks, probes or host devices gets, with the production defaults the oracle vectors were recorded
-with (launcher image, directories, 240 s qemu timeout, non-root uid 107).
+PVCs, probes or host devices gets, with the production defaults the oracle vectors were recorded
+with (launcher image, directories, 240 s qemu timeout, non-root uid 107). containerDisk and
+cloud-init Secret volumes add what :mod:`.container_disks` and :mod:`.cloud_init` compose.
 
 Go map order makes two things random in KubeVirt: the order of binding sidecars and (v1.4) of the
 ``KUBEVIRT_RESOURCE_NAME_<network>`` variables. Ours is deterministic: sidecars by binding name,
