@@ -21,9 +21,9 @@ from netbind.api.models import KubeVirtConfiguration, NetworkAttachmentDefinitio
 from netbind.api.quantity import Quantity
 from netbind.api.versions import LATEST, Profile
 
+from . import container_disks
 from ._inputs import as_config, as_nads, as_vmi
 from .annotations import DEVICE_INFO, _network_annotations, nad_namespaced_name
-from . import container_disks
 from .cloud_init import cloud_init_secret_volumes
 from .errors import RenderError
 from .memory import (is_cpu_dedicated, launcher_memory_overhead, _network_memory, vcpu_count,
