@@ -75,6 +75,7 @@ LATEST = Profile(
         "PasstBinding": GateState.BETA,
         "ExternalNetResourceInjection": GateState.BETA,
         "PodSecondaryInterfaceNamingUpgrade": GateState.BETA,
+        "ImageVolume": GateState.BETA,  # containerDisks as Kubernetes image volumes
         "PortRangesSpec": GateState.ALPHA,
         "NetworkDevicesWithDRA": GateState.ALPHA,
         "Sidecar": GateState.ALPHA,

@@ -2,8 +2,9 @@
 
 The network parts (sidecars, socket and downward-API volumes, Multus/istio annotations, memory
 overhead, NAD resources) follow KubeVirt exactly; the rest of the template covers what a VMI without
-disks, probes or host devices gets, with the production defaults the oracle vectors were recorded
-with (launcher image, directories, 240 s qemu timeout, non-root uid 107).
+PVCs, probes or host devices gets, with the production defaults the oracle vectors were recorded
+with (launcher image, directories, 240 s qemu timeout, non-root uid 107). containerDisk and
+cloud-init Secret volumes add what :mod:`.container_disks` and :mod:`.cloud_init` compose.
 
 Go map order makes two things random in KubeVirt: the order of binding sidecars and (v1.4) of the
 ``KUBEVIRT_RESOURCE_NAME_<network>`` variables. Ours is deterministic: sidecars by binding name,
@@ -20,8 +21,10 @@ from netbind.api.models import KubeVirtConfiguration, NetworkAttachmentDefinitio
 from netbind.api.quantity import Quantity
 from netbind.api.versions import LATEST, Profile
 
+from . import container_disks
 from ._inputs import as_config, as_nads, as_vmi
 from .annotations import DEVICE_INFO, _network_annotations, nad_namespaced_name
+from .cloud_init import cloud_init_secret_volumes
 from .errors import RenderError
 from .memory import (is_cpu_dedicated, launcher_memory_overhead, _network_memory, vcpu_count,
                      wants_guaranteed_qos)
@@ -59,7 +62,7 @@ class _Template:
     ovmf_path: str
     args_in_command: bool  # v1.4 puts every launcher flag in `command`
     main_flags: bool  # --disk-memory-limit, --hypervisor, --image-volume, ...
-    image_volume: bool  # no container-disks volume when image volumes are used
+    container_disks_mount_early: bool  # v1.4 mounts container-disks right after ephemeral-disks
     console_log_as_init: bool
     console_socket_timeout: bool
     privileged_false: bool
@@ -79,7 +82,7 @@ class _Template:
 
 _LATEST_TEMPLATE = _Template(
     launcher_image="quay.io/kubevirt/virt-launcher:v1.7.0", ovmf_path="/usr/share/edk2/ovmf",
-    args_in_command=False, main_flags=True, image_volume=True, console_log_as_init=True,
+    args_in_command=False, main_flags=True, container_disks_mount_early=False, console_log_as_init=True,
     console_socket_timeout=False, privileged_false=False, termination_message_policy=True,
     sidecar_env_and_subpath=True, vmi_id_label=True, velero_timeout=True,
     memory_overhead_annotation=True, hotplug_dir="/var/run/kubevirt/hotplug-disks/",
@@ -89,7 +92,7 @@ _LATEST_TEMPLATE = _Template(
 
 _V1_4_TEMPLATE = _Template(
     launcher_image="quay.io/kubevirt/virt-launcher:v1.4.1", ovmf_path="/usr/share/OVMF",
-    args_in_command=True, main_flags=False, image_volume=False, console_log_as_init=False,
+    args_in_command=True, main_flags=False, container_disks_mount_early=True, console_log_as_init=False,
     console_socket_timeout=True, privileged_false=True, termination_message_policy=False,
     sidecar_env_and_subpath=False, vmi_id_label=False, velero_timeout=False,
     memory_overhead_annotation=False, hotplug_dir="/var/run/kubevirt/hotplug-disks",
@@ -404,8 +407,27 @@ def plugin_sockets_enabled(config: KubeVirtConfiguration, profile: Profile) -> b
     return profile.knows("Plugins") and profile.gate_enabled(config, "Plugins")
 
 
+def image_volumes_enabled(config: KubeVirtConfiguration, profile: Profile) -> bool:
+    """FG ImageVolume (main only, Beta): containerDisks become Kubernetes image volumes."""
+    return profile.knows("ImageVolume") and profile.gate_enabled(config, "ImageVolume")
+
+
+def _binary_init_container(vmi: VirtualMachineInstance, config: KubeVirtConfiguration, image: str,
+                           pull_policy: str, uid: int, tpl: _Template) -> dict[str, Any]:
+    """``newInitContainerRenderer``: copies the launcher's container-disk program for the disk containers."""
+    source, target = "/usr/bin/container-disk", "/init/usr/bin/container-disk"
+    # v1.4 puts everything in `command`; main keeps cp's flags in `args` and preserves the file mode
+    command, args = (["/usr/bin/cp", source, target], []) if tpl.args_in_command else \
+        (["/usr/bin/cp"], ["--preserve=all", source, target])
+    return _container(container_disks.CONTAINER_DISK_BINARY, image, pull_policy, command=command, args=args,
+                      resources=container_disks.binary_init_resources(vmi, config),
+                      mounts=[{"name": container_disks.VIRT_BIN_VOLUME, "mountPath": "/init/usr/bin"}],
+                      security=_security_context(uid, {"drop": ["ALL"]}, tpl), tpl=tpl)
+
+
 def _volumes_and_mounts(vmi: VirtualMachineInstance, config: KubeVirtConfiguration, sidecars: list,
-                        tpl: _Template, plugin_sockets: bool = False) -> tuple[list[dict], list[dict]]:
+                        tpl: _Template, plugin_sockets: bool = False, image_volumes: bool = False,
+                        launcher_image: str = "", pull_policy: str = "") -> tuple[list[dict], list[dict]]:
     volumes = [{"name": n, "emptyDir": {}} for n in
                ("private", "public", "sockets", "virt-bin-share-dir", "libvirt-runtime", "ephemeral-disks")]
     mounts = [{"name": "private", "mountPath": PRIVATE_DIR},
@@ -413,11 +435,21 @@ def _volumes_and_mounts(vmi: VirtualMachineInstance, config: KubeVirtConfigurati
               {"name": "ephemeral-disks", "mountPath": EPHEMERAL_DISK_DIR},
               {"name": "libvirt-runtime", "mountPath": "/var/run/libvirt"},
               {"name": "sockets", "mountPath": SHARE_DIR + "/sockets"}]
-    if not tpl.image_volume:
+    if not image_volumes:
         volumes.append({"name": "container-disks", "emptyDir": {}})
-        # v1.4 mounts it right after the ephemeral disks
-        mounts.insert(3, {"name": "container-disks", "mountPath": CONTAINER_DISK_DIR,
-                          "mountPropagation": "HostToContainer"})
+        # v1.4 mounts it right after the ephemeral disks, main (FG ImageVolume off) after the sockets
+        mounts.insert(3 if tpl.container_disks_mount_early else len(mounts),
+                      {"name": "container-disks", "mountPath": CONTAINER_DISK_DIR,
+                       "mountPropagation": "HostToContainer"})
+    # withVMIVolumes (cloud-init Secrets) runs before withImageVolumes, both before the sidecar,
+    # plugin, hugepages and hotplug options
+    secret_volumes, secret_mounts = cloud_init_secret_volumes(vmi)
+    volumes += secret_volumes
+    mounts += secret_mounts
+    if image_volumes:
+        disk_volumes, disk_mounts = container_disks.image_volumes(vmi, launcher_image, pull_policy)
+        volumes += disk_volumes
+        mounts += disk_mounts
     if sidecars:
         volumes.append({"name": HOOK_SOCKETS_VOLUME, "emptyDir": {}})
         mounts.append({"name": HOOK_SOCKETS_VOLUME, "mountPath": HOOK_SOCKETS_DIR})
@@ -525,6 +557,7 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
     non_root = vmi.is_non_root
     uid = NON_ROOT_UID if non_root else 0
     name, ns, uid_str = vmi.metadata.name, vmi.namespace, vmi.metadata.uid or ""
+    image_volumes = image_volumes_enabled(config, profile)
 
     overhead = launcher_memory_overhead(vmi, config, profile, release).add(
         _network_memory(vmi, config, profile))
@@ -545,7 +578,7 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
     if non_root:
         flags.append("--run-as-nonroot")
     if tpl.main_flags:
-        if profile.name != "1.4" and "ImageVolume" not in config.disabled_feature_gates:
+        if image_volumes:
             flags.append("--image-volume")
         if profile.gate_enabled(config, "PodSecondaryInterfaceNamingUpgrade"):
             flags.append("--upgrade-ordinal-ifaces")
@@ -558,7 +591,9 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
     args = [] if tpl.args_in_command else flags
 
     volumes, compute_mounts = _volumes_and_mounts(vmi, config, sidecars, tpl,
-                                                  plugin_sockets=plugin_sockets_enabled(config, profile))
+                                                  plugin_sockets=plugin_sockets_enabled(config, profile),
+                                                  image_volumes=image_volumes, launcher_image=image,
+                                                  pull_policy=pull_policy)
     compute_env = _xdg_env() if non_root else []
     if tpl.resource_env and network_resources:
         for net_name, resource_name in network_resources.items():
@@ -592,6 +627,9 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
         and (vmi.spec.domain.devices.model_extra or {}).get("logSerialConsole") is not False
 
     containers = [compute]
+    has_container_disks = bool(container_disks.container_disk_volumes(vmi))
+    if not image_volumes:
+        containers += container_disks.disk_containers(vmi, config, init=False)
     if console_enabled and not tpl.console_log_as_init:
         containers.append(console)
     sidecar_resources = _sidecar_resources(vmi, config)
@@ -626,8 +664,14 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
                                       "blockOwnerDeletion": True}])
 
     spec: dict[str, Any] = {"volumes": volumes + sidecar_volumes}
-    if console_enabled and tpl.console_log_as_init:
-        spec["initContainers"] = [console]
+    init_containers = [console] if console_enabled and tpl.console_log_as_init else []
+    if has_container_disks and not image_volumes:
+        init_containers.append(_binary_init_container(vmi, config, image, pull_policy, uid, tpl))
+        init_containers += container_disks.disk_containers(vmi, config, init=True)
+    elif has_container_disks:
+        init_containers += container_disks.image_volume_init_containers(vmi, config)
+    if init_containers:
+        spec["initContainers"] = init_containers
     spec["containers"] = containers
     spec["restartPolicy"] = "Never"
     spec["terminationGracePeriodSeconds"] = grace + 30
@@ -644,6 +688,8 @@ def render_launcher_pod(vmi: Any, config: Any, *, nads: Iterable[Any] = (), prof
         pod_security.update(runAsGroup=uid, runAsNonRoot=True)
     pod_security["fsGroup"] = NON_ROOT_UID
     spec["securityContext"] = pod_security
+    if pull_secrets := container_disks.image_pull_secrets(vmi):
+        spec["imagePullSecrets"] = pull_secrets
     spec["hostname"] = hostname
     if vmi.spec.subdomain:
         spec["subdomain"] = vmi.spec.subdomain
