@@ -25,7 +25,7 @@ from netbind.launcher import disks
 from netbind.launcher.goxml import marshal_indent
 from netbind.node.libvirt import with_direct_kernel_boot
 
-SEED = Path("/work/shared/seed/network-binding-plugins.txt")
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "network-binding-plugins.txt"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UUID = "5a8e1c52-6a1f-4a53-9c0a-3f0f1a1b2c3d"
 
