@@ -19,6 +19,8 @@ DEB_PACKAGES += make patch xz-utils debian-archive-keyring
 DEB_PACKAGES += podman runc debootstrap
 # Disks (issue 11): xorrisofs writes the cloud-init ISO as virt-launcher does; isoinfo (genisoimage) reads it back in tests.
 DEB_PACKAGES += xorriso genisoimage
+# The cloud guest (issue 11): qemu-img makes the disk, its overlays and emptyDisks.
+DEB_PACKAGES += qemu-utils
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv stack images bench clean

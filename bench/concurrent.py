@@ -15,6 +15,9 @@ from pathlib import Path
 
 from netbind.testing.leaks import LeakChecker
 
+# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
+os.environ.setdefault("NETBIND_GUEST", "tiny")
+
 HERE = Path(__file__).resolve().parent.parent
 EXAMPLES = {"passt": "vm-net-binding-passt", "macvtap": "vm-net-binding-macvtap",
             "managedtap": "vm-net-binding-managedtap", "bridge-plugin": "vm-net-binding-bridge"}

@@ -23,6 +23,9 @@ from pathlib import Path
 from netbind.api.loading import load_manifests
 from netbind.node import guest, migrate, runtime, sandbox
 
+# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
+os.environ.setdefault("NETBIND_GUEST", "tiny")
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "vm-net-binding-passt"
 

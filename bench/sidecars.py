@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
+os.environ.setdefault("NETBIND_GUEST", "tiny")
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from netbind.node import sandbox
 from netbind.testing.soak import Soak, growth
+
+# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
+os.environ.setdefault("NETBIND_GUEST", "tiny")
 
 HERE = Path(__file__).resolve().parent.parent
 

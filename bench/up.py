@@ -26,6 +26,9 @@ from pathlib import Path
 
 from netbind.node import guest
 
+# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
+os.environ.setdefault("NETBIND_GUEST", "tiny")
+
 ROOT = Path(__file__).resolve().parent.parent
 NETBIND = Path(sys.executable).parent / "netbind"
 MEMORY = "977M"  # the example VM's 1024M request, as libvirt gets it

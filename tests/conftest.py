@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# The suite boots the tiny guest (seconds) for every containerDisk; the tests of the cloud guest
+# (tests/guests) ask for it by name.
+os.environ.setdefault("NETBIND_GUEST", "tiny")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -32,6 +32,25 @@ def test_a_lease_after_the_link_refresh_is_the_new_lease(tmp_path):
     assert lease == {"iface": "eth0", "ip": "10.244.1.10", "router": "10.244.1.1", "link_up_to_lease_ms": 690}
 
 
+# the cloud guest (systemd-networkd) reports its carrier at boot too
+CLOUD_BEFORE = """NB: BOOT uptime=12.27 kernel=6.1.0-50-cloud-amd64 guest=cloud
+NB: LINK iface=eth0 state=up uptime=20.78
+NB: LEASE iface=eth0 ip=10.244.0.10 mask=24 router=10.244.0.1 dns= mac=52:54:00:69:e9:23 lease=4294967295 mtu=65520 serverid=10.244.0.1 event=bound uptime=21.19
+NB: READY uptime=37.34 ifaces=eth0 guest=cloud
+"""
+
+
+def test_the_boot_time_carrier_and_lease_the_console_brought_along_are_not_the_new_lease(tmp_path):
+    console = tmp_path / "console.log"
+    console.write_text(CLOUD_BEFORE)
+    before = guest.parse_reports(CLOUD_BEFORE)
+    with pytest.raises(UpError, match="no new lease"):
+        migrate._wait_for_new_lease(console, 0.2, migrate._boots(before), len(before))
+    console.write_text(CLOUD_BEFORE + REFRESHED)
+    lease = migrate._wait_for_new_lease(console, 1, migrate._boots(before), len(before))
+    assert lease["ip"] == "10.244.1.10" and lease["link_up_to_lease_ms"] == 690
+
+
 def test_a_guest_that_rebooted_after_the_hand_over_is_named_with_its_kernel_panic(tmp_path):
     console = tmp_path / "console.log"
     console.write_text(BEFORE + DIED)

@@ -32,7 +32,8 @@ def _console(stderr: bool = False):
 @manifest_files
 @kubevirt_version
 @click.option("--wait", is_flag=True, help="Return once the guest reported its addresses (or fail).")
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds --wait waits for the guest.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds --wait waits for the guest [default: 90; 300 for a guest booted from its disk].")
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
               help="text: phases as they finish; json: the result (VMI, phases, substitutions);"
                    " quiet: nothing, or one line on failure.")
@@ -40,6 +41,11 @@ def _console(stderr: bool = False):
               help="Image map YAML (sidecar images, containerDisks, CNI types); default $NETBIND_IMAGES.")
 @click.option("--pod-network", "pod_network", type=click.Path(dir_okay=False),
               help="The node's CNI network list (JSON) for the pod network; default bridge + host-local.")
+@click.option("--guest", "guest", type=click.Choice(["tiny", "cloud"]), default=None,
+              help="What boots for every containerDisk: tiny (busybox initramfs booted directly, seconds) or cloud"
+                   " (the reference cloud guest from its disk: cloud-init + systemd-networkd, about a minute under"
+                   " TCG; built once). Default $NETBIND_GUEST, else the image map (the user guide's Fedora image:"
+                   " cloud; others: tiny).")
 @click.option("--guest-arg", "guest_args", multiple=True,
               help="Extra kernel command line word for the tiny guest (e.g. nb.echo=8080); repeatable.")
 @click.option("--passt", "passt", type=click.Choice(["auto", "native", "substitute"]), default=None,
@@ -51,7 +57,7 @@ def _console(stderr: bool = False):
                    " image map names), process (the image map's host command), auto (a container when the image is"
                    " there, else a process). Default $NETBIND_SIDECARS, else auto.")
 @handles_bad_input
-def up(files, version, wait, timeout, output, images_file, pod_network, guest_args, passt, sidecars):
+def up(files, version, wait, timeout, output, images_file, pod_network, guest, guest_args, passt, sidecars):
     """Run the VM/VMI of the given manifests on this machine: validate, render the launcher pod,
     wire it with CNI, start its sidecars and a private libvirtd, run the hooks, boot the guest."""
     from netbind.api.versions import profile
@@ -67,7 +73,8 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest_ar
     except (ImageMapError, PodNetworkError) as exc:
         raise BadInput(str(exc)) from None
     options = UpOptions(images=images, pod_network=network, guest_args=guest_args, wait=wait,
-                        wait_timeout=timeout, profile=profile(version), passt=passt, sidecars=sidecars)
+                        wait_timeout=timeout, profile=profile(version), passt=passt, sidecars=sidecars,
+                        guest=guest)
     console = _console()
     progress = _RichProgress(console) if output == "text" else None
     try:

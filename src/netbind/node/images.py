@@ -71,14 +71,23 @@ class SidecarImage:
     source: str = ""            # which map entry (and file) matched
 
 
+GUESTS = ("tiny", "cloud")
+
+
 @dataclass(frozen=True)
 class DiskImage:
     image: str
-    guest: str = "tiny"
+    guest: str = "tiny"         # tiny: the busybox initramfs booted directly; cloud: the reference cloud guest
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str = ""
     source: str = ""
+    disk: str | None = None     # the user's own disk file (qcow2 or raw), booted through an overlay
+
+    @property
+    def boots_disk(self) -> bool:
+        """Booted from its disk by the firmware, as in KubeVirt (else the kernel is booted directly)."""
+        return self.disk is not None or (self.guest == "cloud" and self.kernel is None)
 
 
 @dataclass
@@ -144,12 +153,18 @@ class ImageMap:
             self.sidecars[ref] = {**entry, "_source": where}
         for ref, entry in (data.get("containerDisks") or {}).items():
             if not isinstance(entry, Mapping):
-                raise ImageMapError(f"{where}: containerDisks.{ref}: expected a mapping (guest: tiny, or"
-                                    " kernel/initrd/cmdline)")
-            for member in ("guest", "kernel", "initrd", "cmdline"):
+                raise ImageMapError(f"{where}: containerDisks.{ref}: expected a mapping (guest: tiny|cloud,"
+                                    " disk: FILE, or kernel/initrd/cmdline)")
+            for member in ("guest", "kernel", "initrd", "cmdline", "disk"):
                 if member in entry and not isinstance(entry[member], str):
                     raise ImageMapError(f"{where}: containerDisks.{ref}.{member}: expected a string"
-                                        + (" (a file path)" if member in ("kernel", "initrd") else ""))
+                                        + (" (a file path)" if member in ("kernel", "initrd", "disk") else ""))
+            if entry.get("guest", "tiny") not in GUESTS:
+                raise ImageMapError(f"{where}: containerDisks.{ref}.guest: {entry['guest']!r} is not a guest;"
+                                    f" expected one of {', '.join(GUESTS)}")
+            if "disk" in entry and ({"kernel", "initrd", "guest"} & set(entry)):
+                raise ImageMapError(f"{where}: containerDisks.{ref}: disk: boots the file itself; drop"
+                                    " guest/kernel/initrd from this entry")
             self.disks[ref] = {**entry, "_source": where}
         for plugin_type, executable in (data.get("cni") or {}).items():
             if not isinstance(executable, str) or not executable:
@@ -191,13 +206,26 @@ class ImageMap:
         env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
         return SidecarImage(image, (resolved, *argv[1:]), env, f"{key} ({entry['_source']})")
 
-    def disk(self, image: str) -> DiskImage:
+    def disk(self, image: str, guest: str | None = None) -> DiskImage:
+        """What boots for a containerDisk image; ``guest`` (``up --guest``) overrides the map."""
+        if guest is not None:
+            if guest not in GUESTS:
+                raise ImageMapError(f"--guest {guest!r}: expected one of {', '.join(GUESTS)}")
+            return DiskImage(image, guest, source=f"--guest {guest}")
         found = self._lookup(self.disks, image) or (("*", self.disks["*"]) if "*" in self.disks else None)
         if found is None:
             raise ImageMapError(f"containerDisk image {image!r} is not in the image map and there is no '*' entry")
         key, entry = found
+        where = f"{key} ({entry['_source']})"
+        disk = entry.get("disk")
+        if disk is not None:
+            path = Path(disk).expanduser()
+            if not path.is_file():
+                raise ImageMapError(f"containerDisk image {image!r} maps to the disk file {disk!r} ({where}),"
+                                    " which does not exist; give the path of a qcow2 or raw image")
+            disk = str(path.resolve())
         return DiskImage(image, str(entry.get("guest", "tiny")), entry.get("kernel"), entry.get("initrd"),
-                         str(entry.get("cmdline", "")), f"{key} ({entry['_source']})")
+                         str(entry.get("cmdline", "")), where, disk)
 
     def cni_bin_dir(self, directory: Path) -> Path:
         """A directory of symlinks named after the mapped CNI types (put first on the CNI path)."""

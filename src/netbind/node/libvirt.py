@@ -41,7 +41,9 @@ group = "root"
 """
 # host directory -> subdirectory of the pod's libvirt root
 MOUNTS = {"/etc/libvirt": "etc", "/run/libvirt": "run", "/var/lib/libvirt": "lib",
-          "/var/cache/libvirt": "cache", "/var/log/libvirt": "log"}
+          "/var/cache/libvirt": "cache", "/var/log/libvirt": "log",
+          # the VMI's disks where virt-launcher has them (netbind.node.guest_disks)
+          "/run/kubevirt-ephemeral-disks": "ephemeral-disks", "/run/kubevirt/container-disks": "container-disks"}
 CAPABILITIES = Path("qemu/capabilities")
 _SUN_PATH_MAX = 107
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
@@ -188,6 +190,8 @@ class Layout:
 
     def host_path(self, pod_path: Path | str) -> Path:
         """Where a path that the pod's libvirtd and QEMU see lives on the host."""
+        if str(pod_path).startswith("/var/run/"):   # a symlink to /run, as on the host
+            pod_path = str(pod_path)[len("/var"):]
         for host_dir in MOUNTS:
             if str(pod_path).startswith(host_dir + "/"):
                 return self.dir(host_dir) / str(pod_path)[len(host_dir) + 1:]
@@ -387,14 +391,21 @@ class PrivateLibvirtd:
         """Record a domain that a migration will create here, before it exists (undo: destroy)."""
         self.pod.journal.intend("domain", name, uri=self.layout.uri)
 
-    def migrate(self, name: str, target: "PrivateLibvirtd", migration_socket: Path) -> dict[str, Any]:
+    def migrate(self, name: str, target: "PrivateLibvirtd", migration_socket: Path,
+                disks_socket: Path | None = None) -> dict[str, Any]:
         """Live-migrate ``name`` to ``target`` as KubeVirt does: peer to peer (this libvirtd
         drives the target libvirtd over its unix socket), QEMU's stream over a unix socket that
-        the target QEMU listens on; persistent on the target, undefined here. Returns the
-        target's statistics of the completed job (downtime, elapsed time, bytes)."""
+        the target QEMU listens on; persistent on the target, undefined here. With
+        ``disks_socket``, the VM's local disks go along as KubeVirt sends a containerDisk's
+        overlay: VIR_MIGRATE_NON_SHARED_INC (the target has the same base), over the NBD server
+        the target QEMU opens on that unix socket. Returns the target's statistics of the
+        completed job (downtime, elapsed time, bytes)."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         params = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{migration_socket}"}
+        if disks_socket is not None:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+            params[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = f"unix://{disks_socket}"
         dconnuri = f"qemu+unix:///system?socket={target.layout.socket}"
         try:
             self.domain(name).migrateToURI3(dconnuri, params, flags)

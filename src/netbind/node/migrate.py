@@ -284,12 +284,22 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
             destination = target_lv.layout.host_path(POD_SEEDED_INITRD)
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(seeded, destination)
+        if state.get("disks"):
+            from netbind.node import guest_disks
+
+            try:
+                guest_disks.place_for_migration(state["disks"], source_lv.layout.host_path,
+                                                target_lv.layout.host_path)
+            except guest_disks.GuestDiskError as exc:
+                raise UpError(str(exc)) from None
         console = target_lv.layout.host_path(POD_CONSOLE)
         console.parent.mkdir(parents=True, exist_ok=True)
         # contents only: the source libvirt's DAC bookkeeping (trusted.libvirt.security.* xattrs:
         # "in use, owner X") must not come along, or the target libvirt refuses to relabel the copy
         shutil.copyfile(state["console"], console)
-        boots_before = _boots(guestmod.parse_reports(console.read_text(errors="replace")))
+        text = console.read_text(errors="replace")
+        reports_before = guestmod.parse_reports(text[:text.rfind("\n") + 1])
+        boots_before = _boots(reports_before)
         if options.before_transfer is not None:
             options.before_transfer(target)
         target_lv.adopt_incoming(domain_name)
@@ -302,7 +312,8 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         target_lv.hand_to_qemu(channel)   # the target QEMU listens there (as libvirt-qemu on the native path)
         t0 = time.perf_counter()
         try:
-            job = source_lv.migrate(domain_name, target_lv, channel / "qemu.sock")
+            job = source_lv.migrate(domain_name, target_lv, channel / "qemu.sock",
+                                    channel / "nbd.sock" if state.get("disks") else None)
         except lv.LibvirtError as exc:
             qemu_log = target_lv.layout.dir("/var/log/libvirt") / "qemu" / f"{domain_name}.log"
             raise UpError(f"live migration failed: {exc}", details=_tail(qemu_log, "target qemu")) from None
@@ -359,7 +370,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     lease: dict = {}
     if options.wait and refreshed:
         with clock.phase("guest lease") as info:
-            lease = _wait_for_new_lease(console, options.wait_timeout, boots_before)
+            lease = _wait_for_new_lease(console, options.wait_timeout, boots_before, len(reports_before))
             info["detail"] = f"{lease['iface']} {lease['ip']} ({lease['link_up_to_lease_ms']} ms after link up)"
         new_state["phases"] = clock.phases
         (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
@@ -459,7 +470,7 @@ def _death_excerpt(lines: list[str], limit: int = 30) -> str:
     return "\n".join(lines[start:start + limit])
 
 
-def _wait_for_new_lease(console: Path, timeout: float, boots_before: int) -> dict:
+def _wait_for_new_lease(console: Path, timeout: float, boots_before: int, reports_before: int = 0) -> dict:
     """The first DHCP lease after the last carrier-up the guest reported (the link-refresh). A BOOT
     report past the ``boots_before`` the console held at the hand-over means the guest died and
     rebooted: said at once, with what its kernel printed, instead of waiting for a lease that
@@ -477,7 +488,10 @@ def _wait_for_new_lease(console: Path, timeout: float, boots_before: int) -> dic
                           " so it took no lease after link-refresh",
                           details="--- console, the guest's last words ---\n"
                           + _death_excerpt(lines[previous:last_boot]))
-        ups = [i for i, r in enumerate(reports) if r.word == "LINK" and r.fields.get("state") == "up"]
+        # only what the guest said after the hand-over: a guest that reports carrier at boot (the
+        # cloud guest) has an older LINK up and lease in the console it brought along
+        ups = [i for i, r in enumerate(reports) if i >= reports_before and r.word == "LINK"
+               and r.fields.get("state") == "up"]
         if ups:
             up = reports[ups[-1]]
             lease = next((r for r in reports[ups[-1] + 1:] if r.word == "LEASE"), None)

@@ -152,9 +152,12 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         os.chown(kubevirt_run, uid, gid)
         resolv = pod.names.directory / "resolv.conf"
         resolv.write_text("# netbind pod: no cluster DNS here (passt advertises none)\n")
-        binds: list[tuple[Path | str, str]] = [(layout.dir(host), host) for host in lv.MOUNTS]
+        # /run/kubevirt first: MOUNTS binds /run/kubevirt/container-disks inside it
+        (kubevirt_run / "container-disks").mkdir(exist_ok=True)
+        binds: list[tuple[Path | str, str]] = [(kubevirt_run, KUBEVIRT_RUN)]
+        binds += [(layout.dir(host), host) for host in lv.MOUNTS]
         binds += [(source, target) for source, target in stack.binds]
-        binds += [(kubevirt_run, KUBEVIRT_RUN), (resolv, "/etc/resolv.conf")]
+        binds += [(resolv, "/etc/resolv.conf")]
         for source, target in binds:
             if not os.path.exists(target):
                 raise lv.LibvirtError(f"cannot bind {source} over {target}: {target} does not exist on this host"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ STATE_FILE = "runtime.json"
 SOCKET_TIMEOUT = 20.0
 PLUGIN_SOCKET_TIMEOUT = SIDECAR_READINESS_TIMEOUT_SECONDS   # virt-launcher waits 30 s per Plugin socket
 DEFAULT_WAIT = 90.0
+DISK_BOOT_WAIT = 300.0   # the cloud guest reports READY after ~50 s of TCG boot; more under load
+GUEST_ENV = "NETBIND_GUEST"
 # Paths inside the pod (its libvirtd's private mounts), so that the domain XML names the same paths
 # in every pod of the VMI and a migrated QEMU finds the target pod's own files there.
 POD_PASST_SOCKETS = Path("/run/libvirt/qemu/passt")      # where libvirt >= 11 puts passt's socket too
@@ -83,13 +86,14 @@ class UpOptions:
     pod_network: dict | None = None          # a CNI conflist; default: bridge + host-local
     guest_args: Sequence[str] = ()           # extra kernel command line words for the tiny guest
     wait: bool = False
-    wait_timeout: float = DEFAULT_WAIT
+    wait_timeout: float | None = None        # default: DEFAULT_WAIT, DISK_BOOT_WAIT for a guest booted from its disk
     runtime: Path | None = None
     profile: Profile = LATEST
     socket_timeout: float = SOCKET_TIMEOUT   # for the sidecars' hook sockets (virt-launcher: --qemu-timeout)
     plugin_socket_timeout: float = PLUGIN_SOCKET_TIMEOUT   # for each Plugin sidecar's socket
     passt: str | None = None                 # auto|native|substitute (default $NETBIND_PASST, else auto)
     sidecars: str | None = None              # auto|container|process (default $NETBIND_SIDECARS, else auto)
+    guest: str | None = None                 # tiny|cloud for every containerDisk (default $NETBIND_GUEST, else the map)
 
 
 @dataclass
@@ -179,6 +183,68 @@ def _cloud_init(vmi: VirtualMachineInstance) -> dict | None:
                                     "local-hostname": hostname},
                 "UserData": text("userData"), "NetworkData": text("networkData")}
     return None
+
+
+@dataclass(frozen=True)
+class DiskBases:
+    files: dict[str, Path]        # containerDisk volume -> the local disk file standing in for its image
+    describe: dict[str, str]      # image reference -> what stands in for it
+
+
+def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None, progress) -> tuple[DiskBases, bool]:
+    """The local disk of each containerDisk volume (the cloud guest, built on first use, or the user's
+    own file), for a VM booted from its disks."""
+    from netbind.node import cloud_guest
+
+    files, describe, built = {}, {}, False
+    for volume in vmi.spec.volumes or []:
+        if not volume.container_disk:
+            continue
+        ref = str(volume.container_disk.get("image", ""))
+        try:
+            entry = images.disk(ref, guest=guest)
+        except ImageMapError as exc:
+            raise UpError(str(exc), phase="images") from None
+        if entry.disk is not None:
+            files[volume.name], describe[ref] = Path(entry.disk), f"your disk {entry.disk}"
+        elif entry.boots_disk:
+            try:
+                found = cloud_guest.ensure_cloud_guest(progress=lambda text: progress.note("guest", text))
+            except cloud_guest.CloudGuestBuildError as exc:
+                raise UpError(f"the cloud guest cannot be built: {exc}", phase="images") from None
+            files[volume.name], describe[ref], built = found.disk, found.describe(), built or found.built
+        else:
+            raise UpError(f"volume {volume.name!r}: containerDisk {ref!r} maps to the {entry.guest} guest"
+                          f" ({entry.source}), which boots no disk; a VM booted from its disks needs every"
+                          " containerDisk mapped to guest: cloud or disk: FILE", phase="images")
+    return DiskBases(files, describe), built
+
+
+def _hooked_cloud_init_image(vmi: VirtualMachineInstance, manifests: Manifests, manager, vmi_json: bytes):
+    """The cloud-init ISO virt-launcher writes (``netbind.launcher.disks``), after the PreCloudInitIso
+    hook: a sidecar may rewrite the user and network data of a NoCloud source."""
+    from netbind.launcher import disks as disksmod
+
+    try:
+        image = disksmod.cloud_init_image(vmi, manifests.secret_data(vmi.namespace))
+    except disksmod.DiskError as exc:
+        raise UpError(str(exc)) from None
+    if image is None or image.label != disksmod.NOCLOUD_LABEL:
+        return image
+    data = {"DataSource": "noCloud", "VolumeName": image.volume,
+            "UserData": image.files.get("user-data", b"").decode(errors="replace"),
+            "NetworkData": image.files.get("network-config", b"").decode(errors="replace"),
+            "NoCloudMetaData": json.loads(image.files["meta-data"])}
+    hooked = manager.pre_cloud_init_iso(data, vmi_json)
+    if hooked is data or hooked == data:
+        return image
+    files = dict(image.files)
+    files["user-data"] = str(hooked.get("UserData") or "").encode()
+    if hooked.get("NetworkData"):
+        files["network-config"] = str(hooked["NetworkData"]).encode()
+    else:
+        files.pop("network-config", None)
+    return dataclasses.replace(image, files=files)
 
 
 def _container_disk(vmi: VirtualMachineInstance) -> str | None:
@@ -304,17 +370,14 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
     # -- stand-ins, resolved before anything is created
     substitutions: list[str] = []
-    if converted_disks:
-        # the domain carries the disks as KubeVirt writes them; booting them locally is a later step
-        substitutions.append(f"disks: {len(converted_disks)} disk(s) converted as KubeVirt does (netbind render "
-                             "domain shows them) but not booted locally: the guest below boots instead")
     with clock.phase("images") as info:
         images = options.images or ImageMap.load()
         host = hostmod.detect()
+        guest_choice = options.guest or os.environ.get(GUEST_ENV) or None
         try:
             resolved = sidecarmod.choose_all(sidecar_containers, images, options.sidecars)
             disk_ref = _container_disk(vmi)
-            disk = images.disk(disk_ref or "")
+            disk = images.disk(disk_ref or "", guest=guest_choice)
         except sidecarmod.SidecarError as exc:
             raise UpError(exc.message, phase="images") from None
         except ImageMapError as exc:
@@ -326,14 +389,28 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             passt_path = native.select(options.passt)
         except (ValueError, native.StackError) as exc:
             raise UpError(f"passt path: {exc}", phase="images") from None
-        image = guestmod.ensure_guest() if disk.kernel is None else None
-        kernel = Path(disk.kernel) if disk.kernel else image.kernel
-        base_initrd = Path(disk.initrd) if disk.initrd else image.initrd
-        substitutions.append(f"containerDisk {disk_ref or '(none)'} -> "
-                             + (f"tiny guest {image.inputs.kernel_package} + busybox {image.inputs.busybox_version}"
-                                f" booted directly [{disk.source}]" if image else f"kernel {kernel} [{disk.source}]"))
-        info["detail"] = f"{len(resolved)} sidecar(s), guest {'built' if image and image.built else 'cached'}"
-        cloud_init = _cloud_init(vmi)
+        kernel = base_initrd = bases = None
+        if disk.boots_disk:
+            bases, built = _disk_bases(vmi, images, guest_choice, progress)
+            substitutions.append(
+                f"containerDisk {disk_ref} -> {bases.describe[disk_ref]} [{disk.source}], booted from its disk"
+                " (SeaBIOS) through a qcow2 overlay where virt-launcher puts it")
+            info["detail"] = f"{len(resolved)} sidecar(s), disk {'built' if built else 'cached'}"
+            cloud_init = None
+        else:
+            if converted_disks:
+                substitutions.append(f"disks: {len(converted_disks)} disk(s) converted as KubeVirt does (netbind "
+                                     "render domain shows them) but not booted: the tiny guest boots instead"
+                                     " (--guest cloud boots them)")
+            image = guestmod.ensure_guest() if disk.kernel is None else None
+            kernel = Path(disk.kernel) if disk.kernel else image.kernel
+            base_initrd = Path(disk.initrd) if disk.initrd else image.initrd
+            substitutions.append(f"containerDisk {disk_ref or '(none)'} -> "
+                                 + (f"tiny guest {image.inputs.kernel_package} + busybox"
+                                    f" {image.inputs.busybox_version} booted directly [{disk.source}]"
+                                    if image else f"kernel {kernel} [{disk.source}]"))
+            info["detail"] = f"{len(resolved)} sidecar(s), guest {'built' if image and image.built else 'cached'}"
+            cloud_init = _cloud_init(vmi)
 
     runtime = options.runtime or paths.runtime_dir()
     with clock.phase("sandbox") as info:
@@ -342,7 +419,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
     try:
         substitutions += plugin_plan.notes
         result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
-                            kernel, base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
+                            kernel, base_initrd, disk, bases, cloud_init, host, images, options, clock, substitutions,
                             network_info_annotation, passt_path, plugin_plan)
     except BaseException as exc:
         phase = clock.current
@@ -363,7 +440,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
 
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
-               base_initrd, disk, cloud_init, host, images, options, clock, substitutions,
+               base_initrd, disk, bases, cloud_init, host, images, options, clock, substitutions,
                network_info_annotation, passt_path, plugin_plan) -> UpResult:
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
@@ -441,6 +518,9 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             vmi_json = json.dumps(vmi_doc).encode()
             if cloud_init is not None:
                 cloud_init = manager.pre_cloud_init_iso(cloud_init, vmi_json)
+            hooked_cloud_init_image = None
+            if bases is not None:
+                hooked_cloud_init_image = _hooked_cloud_init_image(vmi, manifests, manager, vmi_json)
             try:
                 built = build_domain(vmi_with_status, config, pod_links(pod.netns), profile=profile)
             except DomainAttachmentError as exc:
@@ -493,19 +573,33 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         if not host.kvm:
             domain_xml = lv.to_tcg(domain_xml)
             substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
-        try:
-            seed = NoCloudSeed(user_data=cloud_init["UserData"], network_config=cloud_init["NetworkData"] or None,
-                               meta_data=cloud_init["NoCloudMetaData"]) if cloud_init else None
+        if bases is not None:
+            from netbind.node import guest_disks
+
+            try:
+                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, hooked_cloud_init_image)
+                guest_disks.place(disk_plan, libvirtd.layout.host_path)
+            except guest_disks.GuestDiskError as exc:
+                raise UpError(str(exc)) from None
+            substitutions += disk_plan.describe()
+            disks_state = disk_plan.to_json()
+            domain_xml = lv.with_serial_log(disk_plan.domain_xml, POD_CONSOLE)
+        else:
+            disks_state = None
+            try:
+                seed = NoCloudSeed(user_data=cloud_init["UserData"], network_config=cloud_init["NetworkData"] or None,
+                                   meta_data=cloud_init["NoCloudMetaData"]) if cloud_init else None
+                if seed:
+                    guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
+                        seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))
+                initrd = POD_SEEDED_INITRD if seed else base_initrd
+            except SeedError as exc:
+                raise UpError(f"cloudInitNoCloud: {exc}") from None
             if seed:
-                guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
-                    seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))
-            initrd = POD_SEEDED_INITRD if seed else base_initrd
-        except SeedError as exc:
-            raise UpError(f"cloudInitNoCloud: {exc}") from None
-        if seed:
-            substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
-        cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
-        domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline), POD_CONSOLE)
+                substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
+            cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
+            domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline),
+                                            POD_CONSOLE)
         (pod.names.directory / "domain.xml").write_text(domain_xml)
         for nic in passt_nics:
             start_passt(pod, libvirtd.layout, nic, host.passt or "passt")
@@ -540,21 +634,22 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
              "images": dataclasses.asdict(images), "podNetwork": options.pod_network,
              "nodeIndex": 0, "nodeName": node_name(0), "passt": [_passt_json(n) for n in passt_nics],
              "sidecars": [c.describe() for c in resolved], "sidecarsMode": sidecarmod.mode_of(options.sidecars),
-             "limits": limits}
+             "limits": limits, "disks": disks_state}
     (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     libvirtd.close()
 
     if options.wait:
         with clock.phase("guest lease") as info:
             console = Path(state["console"])
-            deadline = time.monotonic() + options.wait_timeout
+            wait_timeout = options.wait_timeout or (DISK_BOOT_WAIT if bases is not None else DEFAULT_WAIT)
+            deadline = time.monotonic() + wait_timeout
             while True:
                 text = console.read_text(errors="replace") if console.exists() else ""
                 reports = guestmod.parse_reports(text)
                 if status.ready(reports):
                     break
                 if time.monotonic() > deadline:
-                    raise UpError(f"the guest reported no READY within {options.wait_timeout:g} s",
+                    raise UpError(f"the guest reported no READY within {wait_timeout:g} s",
                                   details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
                 time.sleep(0.01)
             leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]

@@ -165,7 +165,9 @@ class PodNames:
 # /var/run/kubevirt: where the passt sidecar's logFile points (the native passt path, netbind.node.native).
 # /var/run/kubevirt-plugin: Plugin API sidecars run as processes (netbind.node.sidecars).
 MOUNT_POINTS = (Path("/run/libvirt"), Path(HOOKS_TARGET).resolve(), Path(PODINFO_TARGET),
-                Path("/var/run/kubevirt").resolve(), Path("/var/run/kubevirt-plugin").resolve())
+                Path("/var/run/kubevirt").resolve(), Path("/var/run/kubevirt-plugin").resolve(),
+                # the pod libvirtds' disk directories (libvirt.MOUNTS)
+                Path("/var/run/kubevirt-ephemeral-disks").resolve(), Path("/var/run/kubevirt/container-disks").resolve())
 
 
 def node_plan(node: NodeNames) -> Plan:
