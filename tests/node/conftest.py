@@ -54,7 +54,7 @@ class Footprint:
             self.pids.add((entry.attrs["pid"], entry.attrs["starttime"]))
         for ns in (pod.netns, node.netns):
             for pid in iproute.netns_pids(ns):  # qemu, started by libvirtd, is recorded nowhere
-                start = procs._starttime(pid)
+                start = procs.starttime_of(pid)
                 if start is not None:
                     self.pids.add((pid, start))
 
