@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,23 +17,15 @@ from netbind.node import sandbox
 from netbind.testing.crash import KILLED, Drill, summary
 from netbind.testing.leaks import LeakChecker
 
-from .conftest import require_node_runtime
 from .test_up import EXAMPLES, require_node_binaries
 
 NAME = "vm-net-binding-passt"
 
 
 @pytest.fixture
-def drill(guest_image):
-    require_node_runtime()
+def drill(guest_image, runtime):
     require_node_binaries()
-    path = Path("/run") / f"nb-crash-{secrets.token_hex(3)}"
-    d = Drill(path, EXAMPLES / "passt", NAME)
-    try:
-        yield d
-    finally:
-        sandbox.down_all(path)
-    assert not path.exists(), f"{path} left behind"
+    return Drill(runtime, EXAMPLES / "passt", NAME)
 
 
 def _failures(points) -> str:
