@@ -53,8 +53,9 @@ def built_images():
 @pytest.fixture(scope="session", autouse=True)
 def _sidecars_as_processes():
     """The runtime suites run hook sidecars as host processes, whatever images an earlier test built
-    (the default, auto, would switch on their presence); tests/node/test_up_containers.py runs them
-    as containers explicitly. NETBIND_SIDECARS set by the caller wins."""
+    (the default, auto, would switch on their presence); tests/node/test_up_containers.py and the
+    container drill of tests/node/test_crash.py run them as containers explicitly. NETBIND_SIDECARS
+    set by the caller wins."""
     import os
 
     before = os.environ.get("NETBIND_SIDECARS")

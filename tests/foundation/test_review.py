@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -108,3 +109,18 @@ def test_explain_reports_non_migratable_binding():
     assert data["liveMigratable"]["status"] == "False"
     assert data["liveMigratable"]["reason"] == "InterfaceNotLiveMigratable"
     assert "k6t-eth0" in data["interfaces"][0]["domain"]
+
+
+@pytest.mark.parametrize("command", ["explain", "validate"])
+def test_brackets_in_messages_are_printed_as_they_are(tmp_path, command):
+    """Regression: the text output went through rich markup, which ate "[custom]" as a tag."""
+    for source in Path("examples/passt").glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "vm.yaml":
+            text = text.replace("name: passt\n", 'name: "[custom]"\n')
+            assert "[custom]" in text
+        (tmp_path / source.name).write_text(text)
+    result = CliRunner().invoke(cli, [command, "-f", str(tmp_path)])
+    assert result.exit_code == (1 if command == "explain" else 0), result.output
+    assert "couldn't find configuration for network binding: [custom]\n" in result.output
+    assert "binding '[custom]' is not registered" in result.output

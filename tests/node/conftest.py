@@ -5,6 +5,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -31,11 +32,16 @@ def guest_image() -> guest.GuestImage:
 
 
 @pytest.fixture
-def runtime() -> Path:
-    """A fresh runtime dir, short enough for the unix socket paths beneath it (108 bytes)."""
+def runtime() -> Iterator[Path]:
+    """A fresh runtime dir, short enough for the unix socket paths beneath it (108 bytes). Whatever
+    is still recorded under it afterwards is torn down (`netbind down --all`), passed or failed, and
+    then the dir must be gone."""
     require_node_runtime()
     path = Path("/run") / f"nb-test-{secrets.token_hex(3)}"
-    yield path
+    try:
+        yield path
+    finally:
+        sandbox.down_all(path)
     assert not path.exists(), f"{path} left behind"
 
 
@@ -54,7 +60,7 @@ class Footprint:
             self.pids.add((entry.attrs["pid"], entry.attrs["starttime"]))
         for ns in (pod.netns, node.netns):
             for pid in iproute.netns_pids(ns):  # qemu, started by libvirtd, is recorded nowhere
-                start = procs._starttime(pid)
+                start = procs.starttime_of(pid)
                 if start is not None:
                     self.pids.add((pid, start))
 

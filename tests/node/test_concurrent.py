@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 from netbind.testing.leaks import LeakChecker
 
-from .conftest import require_node_runtime
 from .test_up import EXAMPLES, require_node_binaries
 
 VMS = {"passt": "vm-net-binding-passt", "macvtap": "vm-net-binding-macvtap",
@@ -26,10 +23,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "netbind.cli", *args]
 
 
-def test_four_vms_with_different_bindings_at_once_lease_migrate_in_turn_and_leave_nothing(guest_image):
-    require_node_runtime()
+def test_four_vms_with_different_bindings_at_once_lease_migrate_in_turn_and_leave_nothing(guest_image, runtime):
     require_node_binaries()
-    runtime = Path(f"/run/nb-conc-{secrets.token_hex(3)}")
     env = {**os.environ, "NETBIND_RUNTIME_DIR": str(runtime)}
     checker = LeakChecker(runtime)
     try:

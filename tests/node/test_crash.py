@@ -1,17 +1,16 @@
 """Crash at every phase (root): `netbind up`, `migrate` and `down` as real CLI processes, killed with
 SIGKILL at their journal writes (netbind.node.journal's NETBIND_FAULT_KILL_AT), stopped with SIGTERM
 and Ctrl-C; after each, `netbind down` must leave nothing (netbind.testing.leaks) and the same VM
-must come up again. The reduced set runs in CI (every write of `up`, a few of migrate and down);
-bench/crash.py runs everything (before and after every write, random moments, signals)."""
+must come up again. The reduced set runs in CI (every write of `up`, a few of migrate and down, and
+the writes around the start of a sidecar container); bench/crash.py runs everything (before and
+after every write, random moments, signals)."""
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,23 +18,22 @@ from netbind.node import sandbox
 from netbind.testing.crash import KILLED, Drill, summary
 from netbind.testing.leaks import LeakChecker
 
-from .conftest import require_node_runtime
 from .test_up import EXAMPLES, require_node_binaries
 
 NAME = "vm-net-binding-passt"
 
 
 @pytest.fixture
-def drill(guest_image):
-    require_node_runtime()
+def drill(guest_image, runtime):
     require_node_binaries()
-    path = Path("/run") / f"nb-crash-{secrets.token_hex(3)}"
-    d = Drill(path, EXAMPLES / "passt", NAME)
-    try:
-        yield d
-    finally:
-        sandbox.down_all(path)
-    assert not path.exists(), f"{path} left behind"
+    return Drill(runtime, EXAMPLES / "passt", NAME)
+
+
+@pytest.fixture
+def container_drill(guest_image, runtime, built_images):
+    """The passt example with its hook sidecar as a container of the image `netbind image build` makes."""
+    require_node_binaries()
+    return Drill(runtime, EXAMPLES / "passt", NAME, up_args=("--sidecars", "container"))
 
 
 def _failures(points) -> str:
@@ -97,6 +95,37 @@ def test_migrate_and_down_killed_at_their_first_middle_and_last_writes(drill, co
     points = [drill.kill_at(command, i, steps=steps) for i in picks]
     points.append(drill.restart())
     assert all(p.ok for p in points), _failures(points)
+
+
+def _containers_seen(point) -> list[str]:
+    return [line for line in point.checker.leaks() if line.startswith("podman container left")]
+
+
+def test_up_killed_around_the_start_of_its_sidecar_container_leaves_nothing_after_down(container_drill):
+    """Issue 13: `down --all` after a SIGKILL of `up` removes the sidecar container too, whether the
+    kill came before `podman run`, after it but before its record, or once it is recorded."""
+    drill = container_drill
+    steps, baseline = drill.count("up")
+    assert baseline.ok, baseline.describe()
+    intended = next(i for i, s in enumerate(steps, 1) if s.startswith("container ") and s.endswith(" intended"))
+    assert steps[intended] == steps[intended - 1].replace(" intended", " created"), steps
+    # (write index, before it?, does the container exist at the kill?)
+    picks = [(intended - 1, False, False),   # the step before: the pod wired, no container yet
+             (intended, False, False),       # recorded as intended, `podman run` not yet made
+             (intended + 1, True, True),     # running, its record not yet written
+             (intended + 1, False, True),    # recorded as created
+             (intended + 2, False, True)]    # the next step (libvirtd) begun
+    points, seen = [], []
+    for index, before, _ in picks:
+        point = drill.kill_at("up", index, before=before, steps=steps, keep=True)
+        seen.append(_containers_seen(point))   # what is there before `down`
+        drill.cleanup(point)
+        points.append(point)
+    points.append(drill.restart())
+    assert all(p.ok for p in points), _failures(points)
+    assert all(p.exit == KILLED for p in points[:-1]), _failures(points)
+    assert [bool(s) for s in seen] == [exists for _, _, exists in picks], seen
+    assert all("hook-sidecar-0" in s[0] for s in seen if s), seen
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from netbind.node import libvirt as lv
 from netbind.node import native, stack
 from netbind.node.stack import NativeStack, StackError, StackInputs
+
+from .test_libvirt_units import PRIVATE, qemu_settings
 
 HOST = NativeStack("host", "/usr/sbin/libvirtd", Path("/etc/libvirt"), "/usr/bin/passt",
                    {"libvirt": "11.3.0", "qemu": "10.0.2", "passt": "/usr/bin/passt"})
@@ -132,3 +136,15 @@ def test_versions_are_parsed_from_tool_output():
     assert stack.parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)") == (7, 2, 22)
     assert stack.parse_version("passt unknown version") is None
 
+
+
+def test_the_native_libvirtd_gets_the_same_private_settings_and_its_default_qemu_user(tmp_path):
+    etc = tmp_path / "stack-etc"
+    (etc / "qemu").mkdir(parents=True)
+    (etc / "qemu.conf").write_text('#user = "libvirt-qemu"\n')
+    stack_ = NativeStack("provisioned", "/nonexistent/libvirtd", etc, "/nonexistent/passt", {}, root=tmp_path / "k")
+    layout = lv.Layout(tmp_path / "libvirt")
+    native._prepare(layout, stack_, os.getuid(), os.getgid())
+    settings = qemu_settings(layout.dir("/etc/libvirt") / "qemu.conf")
+    # no user/group: QEMU runs as the build's libvirt-qemu, which passt (started by libvirt) needs
+    assert settings == PRIVATE

@@ -4,13 +4,8 @@ migrations back and forth through the real CLI (netbind.testing.soak); every ste
 not grow from one cycle or migration to the next. bench/soak.py is the full run (50 and 30)."""
 from __future__ import annotations
 
-import secrets
-from pathlib import Path
-
-from netbind.node import sandbox
 from netbind.testing.soak import Soak
 
-from .conftest import require_node_runtime
 from .test_up import EXAMPLES, require_node_binaries
 
 NAME = "vm-net-binding-passt"
@@ -31,16 +26,11 @@ def _no_growth(steps, command: str) -> None:
     assert not grown, f"{command}: open descriptors grew (first, last) by process: {grown}"
 
 
-def test_five_up_down_cycles_and_four_migrations_succeed_leave_nothing_and_do_not_grow(guest_image):
-    require_node_runtime()
+def test_five_up_down_cycles_and_four_migrations_succeed_leave_nothing_and_do_not_grow(guest_image, runtime):
     require_node_binaries()
-    runtime = Path("/run") / f"nb-soak-{secrets.token_hex(3)}"
     soak = Soak(runtime, EXAMPLES / "passt", NAME)
-    try:
-        cycles = soak.cycles(5)
-        moves = soak.migrations(4)
-    finally:
-        sandbox.down_all(runtime)
+    cycles = soak.cycles(5)
+    moves = soak.migrations(4)
     steps = cycles + moves
     assert all(s.ok for s in steps), _failed(steps)
     assert [s.command for s in moves] == ["up", "migrate", "migrate", "migrate", "migrate", "down"]
@@ -50,4 +40,3 @@ def test_five_up_down_cycles_and_four_migrations_succeed_leave_nothing_and_do_no
     assert all(s.vm_processes >= 3 for s in steps if s.command != "down")   # libvirtd, QEMU, passt at least
     _no_growth(cycles, "up")
     _no_growth(moves, "migrate")
-    assert not runtime.exists(), f"{runtime} left behind"

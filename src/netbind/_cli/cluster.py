@@ -49,14 +49,20 @@ def cluster():
     Not yet run against a live cluster (see README)."""
 
 
+def _bundle_and_cluster(kubeconfig, context, **bundle_args):
+    """The validated bundle of the bundle options (first: bad input is named before any connection)
+    and a client of the cluster the kube options name."""
+    bundle = build_bundle(**bundle_args)
+    return bundle, _connect(kubeconfig, context)
+
+
 @cluster.command()
 @bundle_options
 @_with_kube
 @handles_bad_input
-def register(files, version, target, vm_namespaces, nad_namespace, cni_images, kubeconfig, context):
+def register(kubeconfig, context, **bundle_args):
     """Create the NADs and the CNI installer DaemonSet, and register the bindings."""
-    bundle = build_bundle(files, version, target, vm_namespaces, nad_namespace, cni_images)
-    api = _connect(kubeconfig, context)
+    bundle, api = _bundle_and_cluster(kubeconfig, context, **bundle_args)
     for line in _run(lambda: api.register(bundle)):
         click.echo(line)
 
@@ -66,11 +72,10 @@ def register(files, version, target, vm_namespaces, nad_namespace, cni_images, k
 @_with_kube
 @click.option("--binding", "names", multiple=True, help="Only this binding (repeatable; default: all of -f).")
 @handles_bad_input
-def unregister(files, version, target, vm_namespaces, nad_namespace, cni_images, kubeconfig, context, names):
+def unregister(kubeconfig, context, names, **bundle_args):
     """Remove the bindings' registration and their NADs (the feature gate and the DaemonSet stay:
     other bindings may use them)."""
-    bundle = build_bundle(files, version, target, vm_namespaces, nad_namespace, cni_images)
-    api = _connect(kubeconfig, context)
+    bundle, api = _bundle_and_cluster(kubeconfig, context, **bundle_args)
     for line in _run(lambda: api.unregister(bundle, list(names) or None)):
         click.echo(line)
 
@@ -79,10 +84,9 @@ def unregister(files, version, target, vm_namespaces, nad_namespace, cni_images,
 @bundle_options
 @_with_kube
 @handles_bad_input
-def list_(files, version, target, vm_namespaces, nad_namespace, cni_images, kubeconfig, context):
+def list_(kubeconfig, context, **bundle_args):
     """The bindings registered in the cluster's CR, as JSON."""
-    bundle = build_bundle(files, version, target, vm_namespaces, nad_namespace, cni_images)
-    api = _connect(kubeconfig, context)
+    bundle, api = _bundle_and_cluster(kubeconfig, context, **bundle_args)
     click.echo(json.dumps(_run(lambda: api.list(bundle.registration.target)), indent=2))
 
 
@@ -90,14 +94,13 @@ def list_(files, version, target, vm_namespaces, nad_namespace, cni_images, kube
 @bundle_options
 @_with_kube
 @handles_bad_input
-def check(files, version, target, vm_namespaces, nad_namespace, cni_images, kubeconfig, context):
+def check(kubeconfig, context, **bundle_args):
     """Per binding of -f: registered, NAD where its VMs see it, feature gate, CNI installer ready.
     Exit 1 when something is missing."""
     from netbind.api.versions import profile
 
-    bundle = build_bundle(files, version, target, vm_namespaces, nad_namespace, cni_images)
-    api = _connect(kubeconfig, context)
-    by_default = profile(version).gate_enabled(None, "NetworkBindingPlugins")
+    bundle, api = _bundle_and_cluster(kubeconfig, context, **bundle_args)
+    by_default = profile(bundle_args["version"]).gate_enabled(None, "NetworkBindingPlugins")
     results = _run(lambda: api.check(bundle, by_default))
     for r in results:
         problems = [p for p in (r.nad, r.gate, r.installer) if p]

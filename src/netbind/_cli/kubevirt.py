@@ -11,6 +11,13 @@ from .common import (EXIT_DENIED, EXIT_OK, BadInput, dump, handles_bad_input,
                      kubevirt_version, load_manifests, manifest_files)
 
 
+def escape(value: Any) -> str:
+    """``value`` as text that rich's markup prints as it is: a message's own "[name]" stays."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(str(value))
+
+
 def _load(files: tuple[str, ...], version: str):
     from netbind.api.versions import profile
 
@@ -42,16 +49,17 @@ def validate(files: tuple[str, ...], version: str, output: str) -> None:
 
 def _print_plugin_review(console: Any, review: Any) -> None:
     if review.allowed:
-        console.print(f"[green]allowed[/green]: KubeVirt admits Plugin {review.plugin}")
+        console.print(f"[green]allowed[/green]: KubeVirt admits Plugin {escape(review.plugin)}")
     else:
-        console.print(f"[red]denied[/red]: KubeVirt rejects Plugin {review.plugin} ({len(review.causes)} cause(s))")
-        console.print(f"  [dim]the API server answers: {review.message}[/dim]")
+        console.print(f"[red]denied[/red]: KubeVirt rejects Plugin {escape(review.plugin)}"
+                      f" ({len(review.causes)} cause(s))")
+        console.print(f"  [dim]the API server answers: {escape(review.message)}[/dim]")
     for cause in review.causes:
         where = cause.field or ", ".join(cause.where) or "spec"
         kind = f", {cause.type}" if cause.type else ""
-        console.print(f"  {where}: {cause.message} [dim]({cause.source}{kind})[/dim]")
+        console.print(f"  {escape(where)}: {escape(cause.message)} [dim]({escape(f'{cause.source}{kind}')})[/dim]")
     for warning in review.warnings:
-        console.print(f"[yellow]warning[/yellow]: {warning.api_server_text}")
+        console.print(f"[yellow]warning[/yellow]: {escape(warning.api_server_text)}")
 
 
 def _console() -> Any:
@@ -70,16 +78,16 @@ def _print_validation(result: Any, manifests: Any) -> None:
     name = manifests.vmi.metadata.name
     vmi_allowed = not result.causes
     if vmi_allowed:
-        console.print(f"[green]allowed[/green]: KubeVirt admits {name}")
+        console.print(f"[green]allowed[/green]: KubeVirt admits {escape(name)}")
     else:
-        console.print(f"[red]denied[/red]: KubeVirt rejects {name} ({len(result.causes)} cause(s))")
+        console.print(f"[red]denied[/red]: KubeVirt rejects {escape(name)} ({len(result.causes)} cause(s))")
     for cause in result.causes:
-        console.print(f"  {cause.field}: {cause.message} [dim]({cause.type})[/dim]")
+        console.print(f"  {escape(cause.field)}: {escape(cause.message)} [dim]({escape(cause.type)})[/dim]")
     for finding in result.findings:
-        console.print(f"[yellow]later[/yellow]: {finding.component} would refuse it ({finding.reason}): "
-                      f"{finding.message}")
+        console.print(f"[yellow]later[/yellow]: {escape(finding.component)} would refuse it"
+                      f" ({escape(finding.reason)}): {escape(finding.message)}")
     for note in result.notes:
-        console.print(f"[yellow]netbind note[/yellow]: {note}")
+        console.print(f"[yellow]netbind note[/yellow]: {escape(note)}")
 
 
 @click.group()
@@ -225,14 +233,14 @@ def explain_exit_code(data: dict[str, Any]) -> int:
 def _print_plugins(console: Any, plugins: dict[str, Any]) -> None:
     for item in plugins["reviews"]:
         verdict = "[green]admitted[/green]" if item["admitted"] else "[red]rejected by admission[/red]"
-        console.print(f"\n[bold]Plugin {item['name']}[/bold]: {verdict} ({item['domainHooks']} domain hook(s), "
+        console.print(f"\n[bold]Plugin {escape(item['name'])}[/bold]: {verdict} ({item['domainHooks']} domain hook(s), "
                       f"{item['nodeHooks']} node hook(s), {item['admissionReferences']} admission reference(s))")
         if not item["admitted"]:
-            console.print(f"  {item['message']}")
+            console.print(f"  {escape(item['message'])}")
         for warning in item["warnings"]:
-            console.print(f"  [yellow]warning[/yellow]: {warning}")
+            console.print(f"  [yellow]warning[/yellow]: {escape(warning)}")
         if "cel" in item:
-            console.print(f"  [dim]note: {item['cel']}[/dim]")
+            console.print(f"  [dim]note: {escape(item['cel'])}[/dim]")
     console.print("\n[bold]domain hooks, in virt-launcher's order[/bold]")
     if not plugins["domainHookOrder"]:
         console.print("  none")
@@ -240,10 +248,10 @@ def _print_plugins(console: Any, plugins: dict[str, Any]) -> None:
         target = hook.get("socketPath") or f"CEL {hook.get('expression', '')!r} (not applied by netbind)"
         timeout = f", timeout {hook['timeoutSeconds']:g}s" if hook["kind"] == "sidecar" else ""
         when = f", if {' && '.join(hook['conditions'])} (CEL, unknown here)" if hook.get("conditions") else ""
-        console.print(f"  {position}. {hook['plugin']} hook {hook['index']}: {hook['kind']} {target}, "
-                      f"failureStrategy {hook['failureStrategy']}{timeout}{when}")
+        console.print(escape(f"  {position}. {hook['plugin']} hook {hook['index']}: {hook['kind']} {target}, "
+                             f"failureStrategy {hook['failureStrategy']}{timeout}{when}"))
     for note in plugins["notes"]:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"[dim]note: {escape(note)}[/dim]")
 
 
 def _print_explanation(data: dict[str, Any]) -> None:
@@ -254,55 +262,56 @@ def _print_explanation(data: dict[str, Any]) -> None:
         _print_plugins(console, data["plugins"])
         return
     verdict = "[green]admitted[/green]" if data["allowed"] else "[red]rejected by admission[/red]"
-    console.print(f"[bold]{data['vmi']}[/bold] (KubeVirt {data['kubevirtVersion']}): {verdict}")
+    console.print(f"[bold]{escape(data['vmi'])}[/bold] (KubeVirt {data['kubevirtVersion']}): {verdict}")
     for item in data["interfaces"]:
         table = Table(show_header=False, box=None, padding=(0, 1))
         table.add_column(style="dim")
         table.add_column()
-        table.add_row("network", item["network"])
-        binding = item["binding"] + ("" if item["registered"] in (None, True) else " [red](not registered)[/red]")
+        table.add_row("network", escape(item["network"]))
+        unregistered = item["registered"] not in (None, True)
+        binding = escape(item["binding"]) + (" [red](not registered)[/red]" if unregistered else "")
         table.add_row("binding", binding)
         if item.get("podInterface"):
-            table.add_row("pod interface", item["podInterface"])
+            table.add_row("pod interface", escape(item["podInterface"]))
         for i, step in enumerate(item["cni"]):
-            table.add_row("CNI" if i == 0 else "", step)
+            table.add_row("CNI" if i == 0 else "", escape(step))
         if "sidecar" in item:
             s = item["sidecar"]
             extra = ", mounts /etc/podinfo/network-info" if s["deviceInfo"] else ""
-            table.add_row("sidecar", f"{s['container']}: {s['image']}{extra}")
+            table.add_row("sidecar", escape(f"{s['container']}: {s['image']}{extra}"))
         if "domain" in item:
-            table.add_row("domain", item["domain"])
+            table.add_row("domain", escape(item["domain"]))
         if "migration" in item:
-            table.add_row("migration", item["migration"])
+            table.add_row("migration", escape(item["migration"]))
         if item["state"] != "up":
-            table.add_row("state", item["state"])
+            table.add_row("state", escape(item["state"]))
         for note in item.get("notes", []):
-            table.add_row("note", note)
-        console.print(f"\n[bold]interface {item['name']}[/bold]")
+            table.add_row("note", escape(note))
+        console.print(f"\n[bold]interface {escape(item['name'])}[/bold]")
         console.print(table)
     console.print()
     if data.get("multusNetworks"):
-        console.print(f"Multus annotation: {data['multusNetworks']}")
-    console.print(f"binding sidecars: {data['sidecars']}")
+        console.print(escape(f"Multus annotation: {data['multusNetworks']}"))
+    console.print(escape(f"binding sidecars: {data['sidecars']}"))
     for disk in data.get("disks", []):
-        console.print(f"disk {disk['name']}: {disk['device']} {disk['target']} <- {disk['source']}")
+        console.print(escape(f"disk {disk['name']}: {disk['device']} {disk['target']} <- {disk['source']}"))
     if "networkMemoryOverhead" in data:
         from netbind.api.quantity import Quantity
 
         total = Quantity.parse(data["memoryOverhead"]).value()  # a quantity: "2k" as well as "785286272"
         console.print(f"compute memory overhead: {total} bytes ({total / 2**20:.1f} MiB; "
-                      f"network bindings: {data['networkMemoryOverhead']})")
+                      f"network bindings: {escape(str(data['networkMemoryOverhead']))})")
     cond = data["liveMigratable"]
     if cond["status"] == "True":
         console.print("LiveMigratable: [green]True[/green]")
     else:
-        console.print(f"LiveMigratable: [yellow]False[/yellow] ({cond['reason']}): {cond['message']}")
+        console.print(f"LiveMigratable: [yellow]False[/yellow] ({escape(cond['reason'])}): {escape(cond['message'])}")
     for note in data.get("notes", []):
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"[dim]note: {escape(note)}[/dim]")
     if "plugins" in data:
         _print_plugins(console, data["plugins"])
     if data["problems"]:
         console.print("\n[bold red]problems[/bold red]")
         for p in data["problems"]:
             where = p.get("field") or p.get("component")
-            console.print(f"  {where}: {p['message']}")
+            console.print(f"  {escape(where)}: {escape(p['message'])}")

@@ -270,7 +270,7 @@ def start(journal, plan: ContainerPlan, timeout: float = 60) -> ContainerRecord:
         raise fail(f"failed to start: {exc.stderr or exc}") from None
     state = _podman.container_state(plan.name) or {}
     pid = int(state.get("Pid") or 0)
-    starttime = procs._starttime(pid) if pid else None
+    starttime = procs.starttime_of(pid) if pid else None
     if not state.get("Running") or starttime is None:
         raise fail(f"exited at once (exit code {state.get('ExitCode', '?')})")
     record = ContainerRecord(plan.name, plan.container, plan.image, pid, starttime, plan.log)

@@ -27,18 +27,6 @@ from lxml import etree
 from netbind.node import paths, procs
 from netbind.node.sandbox import Pod
 
-QEMU_CONF = """
-# netbind: a private libvirtd inside a pod network namespace, without systemd or virtlogd
-stdio_handler = "file"
-security_driver = "none"
-# no owner bookkeeping in xattrs on shared files (the guest kernel in the cache): a killed
-# libvirtd would leave them "in use" and every later start or migration of it refused
-remember_owner = 0
-namespaces = [ ]
-cgroup_controllers = [ ]
-user = "root"
-group = "root"
-"""
 # host directory -> subdirectory of the pod's libvirt root
 MOUNTS = {"/etc/libvirt": "etc", "/run/libvirt": "run", "/var/lib/libvirt": "lib",
           "/var/cache/libvirt": "cache", "/var/log/libvirt": "log",
@@ -53,6 +41,24 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as 
 
 class LibvirtError(RuntimeError):
     """libvirt refused or failed; the message names the domain and libvirt's reason."""
+
+
+def qemu_conf(qemu_user: str | None, label: str) -> str:
+    """The lines appended to a private libvirtd's qemu.conf (pure): QEMU's stdio to files (there is
+    no virtlogd), no security driver, no namespaces or cgroups of libvirt's making; QEMU as
+    ``qemu_user`` (user and group), or as the libvirt build's default user when None. ``label``
+    says which libvirtd in the file's comment."""
+    run_as = f'user = "{qemu_user}"\ngroup = "{qemu_user}"\n' if qemu_user else ""
+    return f"""
+# netbind: a private libvirtd ({label}) inside a pod network namespace, without systemd or virtlogd
+stdio_handler = "file"
+security_driver = "none"
+# no owner bookkeeping in xattrs on shared files (the guest kernel in the cache): a killed
+# libvirtd would leave them "in use" and every later start or migration of it refused
+remember_owner = 0
+namespaces = [ ]
+cgroup_controllers = [ ]
+{run_as}"""
 
 
 # ---- pure domain XML rewrites ------------------------------------------------------------------
@@ -234,7 +240,7 @@ def _prepare(layout: Layout) -> None:
     for autostart in etc.glob("qemu/networks/autostart/*"):
         autostart.unlink()
     with open(etc / "qemu.conf", "a") as conf:
-        conf.write(QEMU_CONF)
+        conf.write(qemu_conf("root", "the host's libvirt"))
     write_host_uuid(layout)
     for sub in ("qemu", "qemu/channel/target", "qemu/nvram", "images"):
         (layout.dir("/var/lib/libvirt") / sub).mkdir(parents=True, exist_ok=True)

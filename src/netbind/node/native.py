@@ -37,17 +37,6 @@ ENV = "NETBIND_PASST"
 QEMU_USER = "libvirt-qemu"
 KVM_GROUP = "kvm"
 KUBEVIRT_RUN = "/var/run/kubevirt"   # the passt logFile's directory (a node mount point: sandbox.MOUNT_POINTS)
-NATIVE_QEMU_CONF = """
-# netbind: a private libvirtd (native passt stack) inside a pod network namespace
-stdio_handler = "file"
-security_driver = "none"
-# no owner bookkeeping in xattrs on shared files (the guest kernel in the cache): a killed
-# libvirtd would leave them "in use" and every later start or migration of it refused
-remember_owner = 0
-namespaces = [ ]
-cgroup_controllers = [ ]
-"""
-
 
 
 @dataclass(frozen=True)
@@ -195,7 +184,7 @@ def _prepare(layout: lv.Layout, stack: NativeStack, uid: int, gid: int) -> None:
     for autostart in etc.glob("qemu/networks/autostart/*"):
         autostart.unlink()
     with open(etc / "qemu.conf", "a") as conf:
-        conf.write(NATIVE_QEMU_CONF)
+        conf.write(lv.qemu_conf(None, "native passt stack"))   # QEMU as libvirt-qemu, the build's default
     lv.write_host_uuid(layout)
     lib, cache, log = (layout.dir(d) for d in ("/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"))
     for sub in ("qemu/channel/target", "qemu/nvram", "images"):

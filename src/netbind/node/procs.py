@@ -103,17 +103,41 @@ def command_line(spec: ProcessSpec) -> list[str]:
     return argv
 
 
-def _starttime(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot); None if gone or a zombie."""
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/PID/stat this package reads."""
+    name: str        # comm: at most 15 bytes, any but NUL (spaces and ')' included)
+    ppid: int
+    state: str       # R, S, D, T, ... Z (zombie), X (dead)
+    starttime: int   # clock ticks since boot
+
+    @property
+    def running(self) -> bool:
+        """Not a zombie or dead: a zombie holds nothing but its pid until its parent reaps it."""
+        return self.state not in ("Z", "X")
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """/proc/PID/stat parsed; None when there is no process ``pid``. The name sits between the
+    first '(' and the LAST ')': it may itself hold ')', spaces and bytes that are not UTF-8."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+        raw = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
+    except OSError:  # gone (ENOENT, ESRCH)
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
+    close = raw.rindex(")")
+    fields = raw[close + 2:].split()
+    return ProcStat(raw[raw.index("(") + 1:close], int(fields[1]), fields[0], int(fields[19]))
+
+
+def starttime_of(pid: int) -> int | None:
+    """The start time of a running process; None if gone or a zombie (reaped if it is our child)."""
+    stat = proc_stat(pid)
+    if stat is None:
+        return None
+    if not stat.running:
         _reap(pid)
         return None
-    return int(fields[19])
+    return stat.starttime
 
 
 def _reap(pid: int) -> None:
@@ -134,7 +158,7 @@ def start(spec: ProcessSpec, settle: float = 0.05) -> ProcessRecord:
                                 env=dict(spec.env) if spec.env is not None else None,
                                 cwd=spec.cwd, start_new_session=True, close_fds=True)
     # `ip netns exec`, sh and unshare all exec, so the pid we started is the pid of the program
-    starttime = _starttime(proc.pid)
+    starttime = starttime_of(proc.pid)
     try:
         proc.wait(timeout=settle)
     except subprocess.TimeoutExpired:
@@ -148,7 +172,7 @@ def start(spec: ProcessSpec, settle: float = 0.05) -> ProcessRecord:
 
 
 def alive(pid: int, starttime: int) -> bool:
-    return _starttime(pid) == starttime
+    return starttime_of(pid) == starttime
 
 
 def stop(pid: int, starttime: int, grace: float = 5.0) -> None:

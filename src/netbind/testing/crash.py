@@ -154,11 +154,13 @@ class Drill:
 
     # ---- crashes at journal writes ---------------------------------------------------------------
 
-    def kill_at(self, command: str, index: int, *, before: bool = False, steps: Sequence[str] = ()) -> Point:
-        """Run ``command`` with a SIGKILL at its ``index``-th journal write, clean up, check."""
+    def kill_at(self, command: str, index: int, *, before: bool = False, steps: Sequence[str] = (),
+                keep: bool = False) -> Point:
+        """Run ``command`` with a SIGKILL at its ``index``-th journal write, clean up, check.
+        ``keep``: no cleanup (the caller looks first, then calls ``cleanup``)."""
         how = f"{'before' if before else 'after'} write {index}"
         point = Point(command, how)
-        checker = LeakChecker(self.runtime)
+        checker = point.checker = LeakChecker(self.runtime)
         if command != "up" and not self._ready(point):
             self.cleanup(point, checker)
             return point
@@ -174,6 +176,9 @@ class Drill:
         if done.returncode != KILLED:
             point.problems.append(f"did not reach its kill point (exit {done.returncode}, {len(reached)} writes):"
                                   f" {_tail(done)}")
+        if keep:
+            checker.note()
+            return point
         self.cleanup(point, checker, *(() if command != "migrate" else (self.name,)))
         return point
 

@@ -32,6 +32,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netbind.node.procs import proc_stat
+
 CNI_STATE_ROOT = Path("/var/lib/cni")
 NETNS_DIR = Path("/run/netns")
 # how the runtime names what it makes (netbind.naming, netbind.netpod, netbind.node.sandbox/multus)
@@ -51,22 +53,13 @@ def _host_links() -> set[str]:
         return set()
 
 
-def _starttime(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 def _processes() -> set[tuple[int, int]]:
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            start = _starttime(int(entry.name))
-            if start is not None:
-                found.add((int(entry.name), start))
+            stat = proc_stat(int(entry.name))
+            if stat is not None and stat.running:
+                found.add((int(entry.name), stat.starttime))
     return found
 
 
@@ -123,10 +116,10 @@ class LeakChecker:
         found, pid = set(), os.getppid()
         while pid > 1:
             found.add(pid)
-            try:
-                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+            stat = proc_stat(pid)
+            if stat is None:
                 break
+            pid = stat.ppid
         return found
 
     # ---- before the cleanup ----------------------------------------------------------------------

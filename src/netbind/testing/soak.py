@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netbind.node.procs import proc_stat
 from netbind.testing.leaks import LeakChecker
 
 
@@ -63,33 +64,19 @@ def host_counts() -> dict[str, int]:
             "mem_available_kib": available}
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(name, parent, start time) of a running process; None when it is gone or a zombie (it holds
-    nothing but its pid, and its parent reaps it when it gets to it)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    name = raw[raw.index("(") + 1:raw.rindex(")")]
-    rest = raw.rsplit(")", 1)[1].split()
-    if rest[0] in ("Z", "X"):
-        return None
-    return name, int(rest[1]), int(rest[19])
-
-
 def vm_processes(checker: LeakChecker) -> dict[int, str]:
     """The VM's processes running now, pid -> name: those the leak checker counts as ours (its
     journals record them, or they name its runtime dir or namespaces: QEMU and passt leave
     libvirtd's tree when they daemonize) and all their descendants."""
     parents: dict[int, tuple[str, int]] = {}
     for pid in _pids():
-        stat = _stat(pid)
-        if stat:
-            parents[pid] = (stat[0], stat[1])
+        stat = proc_stat(pid)
+        if stat and stat.running:
+            parents[pid] = (stat.name, stat.ppid)
     ours = set()
     for pid, start in checker.note().pids:
-        stat = _stat(pid)
-        if stat and stat[2] == start:
+        stat = proc_stat(pid)
+        if stat and stat.running and stat.starttime == start:
             ours.add(pid)
     grew = True
     while grew:
