@@ -15,10 +15,8 @@ from pathlib import Path
 
 from netbind.testing.leaks import LeakChecker
 
-# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
-os.environ.setdefault("NETBIND_GUEST", "tiny")
+from _bench import ROOT  # noqa: E402  (also: the tiny guest unless NETBIND_GUEST says otherwise)
 
-HERE = Path(__file__).resolve().parent.parent
 EXAMPLES = {"passt": "vm-net-binding-passt", "macvtap": "vm-net-binding-macvtap",
             "managedtap": "vm-net-binding-managedtap", "bridge-plugin": "vm-net-binding-bridge"}
 REFUSED = ("Cannot migrate VMI", "the local runtime cannot")
@@ -35,7 +33,7 @@ def main() -> int:
     failures = 0
     try:
         t0 = time.monotonic()
-        ups = {ex: subprocess.Popen(_cli("up", "-f", str(HERE / "examples" / ex), "--wait", "-o", "quiet",
+        ups = {ex: subprocess.Popen(_cli("up", "-f", str(ROOT / "examples" / ex), "--wait", "-o", "quiet",
                                          "--guest-arg", "nb.echo=8080"),
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for ex in EXAMPLES}

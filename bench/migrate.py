@@ -23,10 +23,8 @@ from pathlib import Path
 from netbind.api.loading import load_manifests
 from netbind.node import guest, migrate, runtime, sandbox
 
-# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
-os.environ.setdefault("NETBIND_GUEST", "tiny")
+from _bench import ROOT  # noqa: E402  (also: the tiny guest unless NETBIND_GUEST says otherwise)
 
-ROOT = Path(__file__).resolve().parent.parent
 NAME = "vm-net-binding-passt"
 
 

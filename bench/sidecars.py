@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
-os.environ.setdefault("NETBIND_GUEST", "tiny")
+from _bench import ROOT  # noqa: E402  (also: the tiny guest unless NETBIND_GUEST says otherwise)
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def cold_start(kind: str, runtime: Path) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -21,10 +20,8 @@ from pathlib import Path
 from netbind.node import sandbox
 from netbind.testing.soak import Soak, growth
 
-# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
-os.environ.setdefault("NETBIND_GUEST", "tiny")
+from _bench import ROOT  # noqa: E402  (also: the tiny guest unless NETBIND_GUEST says otherwise)
 
-HERE = Path(__file__).resolve().parent.parent
 
 
 def _p90(values: list[float]) -> float:
@@ -57,7 +54,7 @@ def main() -> int:
         for leak in step.leaks:
             print(f"      leak: {leak}", flush=True)
 
-    soak = Soak(runtime, HERE / "examples" / "passt", "vm-net-binding-passt", progress=progress)
+    soak = Soak(runtime, ROOT / "examples" / "passt", "vm-net-binding-passt", progress=progress)
     try:
         print(f"{args.cycles} up/down cycles", flush=True)
         cycles = soak.cycles(args.cycles)

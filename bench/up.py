@@ -19,18 +19,14 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from netbind.node import guest
 
-# the tiny guest for the user guide's Fedora containerDisk too (the cloud guest: bench/up.py --cloud)
-os.environ.setdefault("NETBIND_GUEST", "tiny")
+from _bench import NETBIND, ROOT  # noqa: E402  (also: the tiny guest unless NETBIND_GUEST says otherwise)
 
-ROOT = Path(__file__).resolve().parent.parent
-NETBIND = Path(sys.executable).parent / "netbind"
 MEMORY = "977M"  # the example VM's 1024M request, as libvirt gets it
 
 

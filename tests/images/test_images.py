@@ -10,6 +10,7 @@ import pytest
 
 from netbind import _podman, images
 from netbind.images import _base, _build
+from netbind.node import apt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def test_sidecar_images_run_as_107(name):
 
 
 def test_mirror_is_the_hosts_debian_mirror():
-    assert _base._mirror().startswith("http")
+    assert apt.mirror().startswith("http")
 
 
 # ---- built for real (root, podman) -----------------------------------------------------------------

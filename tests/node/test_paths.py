@@ -25,3 +25,43 @@ def test_prune_builds_keeps_current_recent_and_foreign_entries(tmp_path):
 def test_locked_serialises_holders(tmp_path):
     with paths.locked(tmp_path / "d"):
         assert (tmp_path / "d" / ".lock").exists()
+
+
+def test_building_lands_the_work_dir_in_one_rename_and_replaces_the_old_build(tmp_path):
+    target = tmp_path / "cache" / "0123456789abcdef"
+    target.mkdir(parents=True)
+    (target / "old").write_text("old build")
+    with paths.building(target) as work:
+        assert work.parent == target.parent and work.name.startswith(".build-")
+        (work / "manifest.json").write_text("{}")
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+    assert oct(target.stat().st_mode & 0o777) == "0o755"
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_building_that_fails_leaves_the_old_build_and_no_work_dir(tmp_path):
+    target = tmp_path / "0123456789abcdef"
+    target.mkdir()
+    (target / "manifest.json").write_text("{}")
+    try:
+        with paths.building(target) as work:
+            (work / "half").write_text("x")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert (target / "manifest.json").exists()
+
+
+def test_remembered_inputs_last_until_apt_lists_change(tmp_path, monkeypatch):
+    from netbind.node import apt
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    monkeypatch.setattr(apt, "_APT_LISTS", lists)
+    apt.remember(tmp_path / "cache", {"kernel": "6.1"})
+    assert apt.remembered(tmp_path / "cache") == {"kernel": "6.1"}
+    os.utime(lists, ns=(0, lists.stat().st_mtime_ns + 1_000_000))   # apt-get update ran
+    assert apt.remembered(tmp_path / "cache") is None
+    (tmp_path / "cache" / "inputs.json").write_text("[not json")
+    assert apt.remembered(tmp_path / "cache") is None

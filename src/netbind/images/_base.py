@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -25,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netbind import _podman
-from netbind.node import paths
+from netbind.node import apt, paths
 
 SUITE = "bookworm"
 BASE_TAG = "localhost/netbind/debian-base:12"
 BUILD_TAG = "localhost/netbind/debian-build:12"
 RUNTIME_PACKAGES = ("python3",)
 BUILD_ONLY_PACKAGES = ("libpython3.11", "binutils", "busybox-static", "iproute2", "patchelf")
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 INPUTS_LABEL = "io.netbind.inputs"
 # What runtime images never read; removing it from the base makes every image smaller.
 STRIP = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
@@ -51,26 +49,12 @@ class BaseImages:
     seconds: float
 
 
-def _mirror() -> str:
-    """The Debian mirror this host's apt uses (so the base comes from the same registry)."""
-    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        try:
-            lines = path.read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            found = re.match(r"\s*(?:URIs:|deb\s+(?:\[[^]]*\]\s+)?)\s*(\S+)", line)
-            if found and "security" not in found.group(1):
-                return found.group(1).rstrip("/")
-    return DEFAULT_MIRROR
-
-
 def _key(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def bootstrap_key() -> str:
-    return _key({"suite": SUITE, "runtime": RUNTIME_PACKAGES, "build": BUILD_ONLY_PACKAGES, "mirror": _mirror()})
+    return _key({"suite": SUITE, "runtime": RUNTIME_PACKAGES, "build": BUILD_ONLY_PACKAGES, "mirror": apt.mirror()})
 
 
 def inputs_key() -> str:
@@ -89,8 +73,8 @@ def _bootstrap(root: Path) -> None:
     if shutil.which("debootstrap") is None:
         raise BaseImageError("debootstrap is not installed (Debian: apt-get install debootstrap)")
     include = ",".join(RUNTIME_PACKAGES + BUILD_ONLY_PACKAGES)
-    _run(["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(root), _mirror()],
-         f"debootstrap {SUITE} from {_mirror()}")
+    _run(["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(root), apt.mirror()],
+         f"debootstrap {SUITE} from {apt.mirror()}")
     # apt inside a build on a registry machine needs its lists again; here nothing runs apt
     (root / "etc/apt/apt.conf.d/90netbind-no-recommends").write_text('APT::Install-Recommends "false";\n')
 

@@ -21,13 +21,12 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from netbind.node import _cloud_guest_files, paths
+from netbind.node import _cloud_guest_files, apt, paths
 
 SUITE = "bookworm"
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
@@ -86,17 +85,22 @@ def _files_sha256() -> str:
 
 
 def resolve_inputs() -> CloudGuestInputs:
-    from netbind.images._base import _mirror
-    from netbind.node.guest import GuestBuildError, _apt_show
-
     try:
-        records = {r.get("Package"): r for r in _apt_show(KERNEL_META_PACKAGE, "cloud-init")}
-    except GuestBuildError as exc:
+        records = apt.show(KERNEL_META_PACKAGE, "cloud-init")
+    except apt.AptError as exc:
         raise CloudGuestBuildError(str(exc)) from None
-    if KERNEL_META_PACKAGE not in records or "cloud-init" not in records:
-        raise CloudGuestBuildError(f"apt-cache knows no {KERNEL_META_PACKAGE} or cloud-init: run apt-get update")
-    return CloudGuestInputs(SUITE, _mirror(), records[KERNEL_META_PACKAGE]["Version"],
+    return CloudGuestInputs(SUITE, apt.mirror(), records[KERNEL_META_PACKAGE]["Version"],
                             records["cloud-init"]["Version"], _files_sha256())
+
+
+def _cached_inputs(cache: Path) -> CloudGuestInputs | None:
+    data = apt.remembered(cache)
+    if data is None or data.get("files_sha256") != _files_sha256():
+        return None
+    try:
+        return CloudGuestInputs(**data)
+    except TypeError:
+        return None
 
 
 def _load(directory: Path, built: bool) -> CloudGuest | None:
@@ -110,8 +114,14 @@ def _load(directory: Path, built: bool) -> CloudGuest | None:
 def ensure_cloud_guest(cache: Path | None = None, progress=None) -> CloudGuest:
     """The cloud guest for the current inputs, built on first use (about 3 minutes; cached)."""
     cache = cache or cache_dir()
+    inputs = _cached_inputs(cache)
+    if inputs is not None:
+        found = _load(cache / inputs.key(), built=False)
+        if found is not None:
+            return found
     try:
         inputs = resolve_inputs()
+        apt.remember(cache, asdict(inputs))
     except CloudGuestBuildError:
         newest = sorted(cache.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime) if cache.is_dir() else []
         if newest:   # offline: the last build serves
@@ -161,9 +171,7 @@ def _in_root(root: Path, script: str, what: str) -> None:
 
 def _build(inputs: CloudGuestInputs, target: Path) -> None:
     started = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
+    with paths.building(target) as work:
         root = work / "root"
         _run(["debootstrap", "--variant=minbase", SUITE, str(root), inputs.mirror],
              f"debootstrap {SUITE} from {inputs.mirror}")
@@ -209,15 +217,8 @@ def _build(inputs: CloudGuestInputs, target: Path) -> None:
         manifest = {"inputs": asdict(inputs), "kernel_release": kernel_release, "root_uuid": fs_uuid,
                     "build_seconds": round(time.monotonic() - started, 1),
                     "disk_bytes": (work / "disk.qcow2").stat().st_size}
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        os.chmod(work, 0o755)
         os.chmod(work / "disk.qcow2", 0o644)
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _kernel_release(root: Path) -> str:
@@ -260,11 +261,3 @@ def write_disk(raw: Path, filesystem: Path, boot_sector: bytes, core: bytes) -> 
             else:
                 disk.write(block)
 
-
-def overlay(base: Path, destination: Path) -> Path:
-    """A qcow2 overlay on ``base``: what the VM writes lands there, the base is never written."""
-    fmt = json.loads(_run(["qemu-img", "info", "--output=json", str(base)], f"qemu-img info {base}"))["format"]
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base.resolve()), "-F", fmt, str(destination)],
-         f"qemu-img create (overlay on {base})")
-    return destination

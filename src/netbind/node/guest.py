@@ -17,12 +17,11 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from netbind.node import _cpio, _guest_init, paths
+from netbind.node import _cpio, _guest_init, apt, paths
 from netbind.node.seed import NoCloudSeed, seed_initrd
 
 KERNEL_META_PACKAGE = "linux-image-amd64"
@@ -81,26 +80,13 @@ def _programs_sha256() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _apt_show(*packages: str) -> list[dict[str, str]]:
-    try:
-        out = subprocess.run(["apt-cache", "show", "--no-all-versions", *packages],
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise GuestBuildError(f"cannot look up {', '.join(packages)} with apt-cache ({exc});"
-                              " run apt-get update") from None
-    records = []
-    for block in out.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line[0].isspace())
-        records.append(fields)
-    return records
-
-
 def resolve_inputs() -> GuestInputs:
     """The kernel that linux-image-amd64 depends on now, and the busybox-static candidate."""
-    records = {r.get("Package"): r for r in _apt_show(KERNEL_META_PACKAGE, BUSYBOX_PACKAGE)}
-    meta, busybox = records.get(KERNEL_META_PACKAGE), records.get(BUSYBOX_PACKAGE)
-    if meta is None or busybox is None:
-        raise GuestBuildError(f"apt-cache knows no {KERNEL_META_PACKAGE} or {BUSYBOX_PACKAGE}: run apt-get update")
+    try:
+        records = apt.show(KERNEL_META_PACKAGE, BUSYBOX_PACKAGE)
+    except apt.AptError as exc:
+        raise GuestBuildError(str(exc)) from None
+    meta, busybox = records[KERNEL_META_PACKAGE], records[BUSYBOX_PACKAGE]
     for dep in meta.get("Depends", "").split(","):
         name, _, rest = dep.strip().partition(" ")
         if name.startswith("linux-image-") and "(=" in rest:
@@ -116,26 +102,14 @@ def _complete(directory: Path) -> bool:
     return (directory / "manifest.json").is_file()
 
 
-_APT_LISTS = Path("/var/lib/apt/lists")
-
-
-def _apt_stamp() -> str:
-    """Changes whenever `apt-get update` ran (so a cached resolution of the inputs is still right)."""
-    try:
-        return str(_APT_LISTS.stat().st_mtime_ns)
-    except OSError:
-        return ""
-
-
 def _cached_inputs(cache: Path) -> GuestInputs | None:
-    """The inputs resolved last time, if apt's lists did not change since (apt-cache show costs ~0.5 s)."""
+    data = apt.remembered(cache)
+    if data is None or data.get("programs_sha256") != _programs_sha256():
+        return None
     try:
-        data = json.loads((cache / "inputs.json").read_text())
-    except (OSError, ValueError):
+        return GuestInputs(**data)
+    except TypeError:
         return None
-    if data.get("apt") != _apt_stamp() or data.get("inputs", {}).get("programs_sha256") != _programs_sha256():
-        return None
-    return GuestInputs(**data["inputs"])
 
 
 def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -> GuestImage:
@@ -154,11 +128,7 @@ def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -
             if newest is None:
                 raise
             return replace(newest, note=f"inputs not checked: {exc}")
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            (cache / "inputs.json").write_text(json.dumps({"apt": _apt_stamp(), "inputs": asdict(inputs)}))
-        except OSError:
-            pass
+        apt.remember(cache, asdict(inputs))
     target = cache / inputs.key()
     if _complete(target):
         return _image(target, inputs, built=False)
@@ -180,8 +150,7 @@ def _newest_build(cache: Path) -> GuestImage | None:
 
 def _build(inputs: GuestInputs, target: Path) -> None:
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
+    with paths.building(target) as work:
         deb = _download(f"{inputs.kernel_package}={inputs.kernel_version}", work)
         vmlinuz, modules = _extract_kernel(deb)
         deb.unlink()
@@ -197,13 +166,6 @@ def _build(inputs: GuestInputs, target: Path) -> None:
                     "kernel_format": "elf-vmlinux" if kernel is not None else "bzImage",
                     "build_seconds": round(time.monotonic() - started, 2)}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        os.chmod(work, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def _download(spec: str, work: Path) -> Path:

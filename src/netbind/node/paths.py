@@ -5,6 +5,7 @@ import fcntl
 import os
 import re
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +53,22 @@ def prune_builds(base: Path, keep: Path, retention: float = BUILD_RETENTION_SECO
             continue
         if entry.is_dir() and entry != keep and old and _BUILD_DIR.fullmatch(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def building(target: Path) -> Iterator[Path]:
+    """A fresh work directory beside ``target`` for a build. When the block ends normally the work
+    directory replaces ``target`` in one rename (readers see the old build or the new one, never
+    half of one); when it raises, the work directory is removed. Write the build's completeness
+    marker (its manifest) last, inside the block."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        yield work
+        os.chmod(work, 0o755)   # QEMU and passt run as libvirt-qemu: builds must be readable by it
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

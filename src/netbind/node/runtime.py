@@ -155,36 +155,6 @@ def _container_env(container: dict, pod_name: str, namespace: str, extra: dict[s
     return env
 
 
-def _cloud_init(vmi: VirtualMachineInstance) -> dict | None:
-    """KubeVirt's CloudInitData (Go field names) for the VMI's cloudInitNoCloud volume, if any."""
-    import base64
-
-    for volume in vmi.spec.volumes or []:
-        source = volume.cloud_init_no_cloud
-        if source is None:
-            continue
-        where = f"spec.volumes[{volume.name}].cloudInitNoCloud"
-        for secret in ("secretRef", "networkDataSecretRef"):
-            if source.get(secret):
-                raise UpError(f"{where}.{secret}: secrets are not available locally; put the data inline"
-                              " (userData / networkData)", phase="validate")
-
-        def text(key: str) -> str:
-            if source.get(key + "Base64"):
-                try:
-                    return base64.b64decode(source[key + "Base64"]).decode()
-                except ValueError:
-                    raise UpError(f"{where}.{key}Base64: not valid base64", phase="validate") from None
-            return str(source.get(key) or "")
-
-        hostname = vmi.spec.hostname or vmi.metadata.name
-        return {"DataSource": "noCloud", "VolumeName": volume.name,
-                "NoCloudMetaData": {"instance-id": f"{vmi.metadata.name}.{vmi.namespace}",
-                                    "local-hostname": hostname},
-                "UserData": text("userData"), "NetworkData": text("networkData")}
-    return None
-
-
 @dataclass(frozen=True)
 class DiskBases:
     files: dict[str, Path]        # containerDisk volume -> the local disk file standing in for its image
@@ -220,15 +190,11 @@ def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None
     return DiskBases(files, describe), built
 
 
-def _hooked_cloud_init_image(vmi: VirtualMachineInstance, manifests: Manifests, manager, vmi_json: bytes):
-    """The cloud-init ISO virt-launcher writes (``netbind.launcher.disks``), after the PreCloudInitIso
-    hook: a sidecar may rewrite the user and network data of a NoCloud source."""
+def _hooked_cloud_init_image(image, manager, vmi_json: bytes):
+    """``image`` after the PreCloudInitIso hook: a sidecar may rewrite the user and network data of
+    a NoCloud source."""
     from netbind.launcher import disks as disksmod
 
-    try:
-        image = disksmod.cloud_init_image(vmi, manifests.secret_data(vmi.namespace))
-    except disksmod.DiskError as exc:
-        raise UpError(str(exc)) from None
     if image is None or image.label != disksmod.NOCLOUD_LABEL:
         return image
     data = {"DataSource": "noCloud", "VolumeName": image.volume,
@@ -236,7 +202,7 @@ def _hooked_cloud_init_image(vmi: VirtualMachineInstance, manifests: Manifests, 
             "NetworkData": image.files.get("network-config", b"").decode(errors="replace"),
             "NoCloudMetaData": json.loads(image.files["meta-data"])}
     hooked = manager.pre_cloud_init_iso(data, vmi_json)
-    if hooked is data or hooked == data:
+    if hooked == data:
         return image
     files = dict(image.files)
     files["user-data"] = str(hooked.get("UserData") or "").encode()
@@ -245,6 +211,19 @@ def _hooked_cloud_init_image(vmi: VirtualMachineInstance, manifests: Manifests, 
     else:
         files.pop("network-config", None)
     return dataclasses.replace(image, files=files)
+
+
+def _tiny_guest_seed(image) -> "NoCloudSeed | None":
+    """The tiny guest reads a NoCloud source from its initramfs: the ISO's files, as they are."""
+    from netbind.launcher import disks as disksmod
+    from netbind.node.seed import NoCloudSeed
+
+    if image is None or image.label != disksmod.NOCLOUD_LABEL:
+        return None
+    network = image.files.get("network-config")
+    return NoCloudSeed(user_data=image.files.get("user-data", b"").decode(errors="replace"),
+                       network_config=network.decode(errors="replace") if network else None,
+                       meta_data=json.loads(image.files["meta-data"]))
 
 
 def _container_disk(vmi: VirtualMachineInstance) -> str | None:
@@ -350,6 +329,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             raise UpError("; ".join(unsupported), phase="validate")
         try:
             converted_disks = disksmod.domain_disks(vmi, virtio_model="virtio")
+            cloud_init_image = disksmod.cloud_init_image(vmi, manifests.secret_data(vmi.namespace))
         except disksmod.DiskError as exc:
             raise UpError(str(exc), phase="validate") from None
         info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
@@ -396,7 +376,6 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
                 f"containerDisk {disk_ref} -> {bases.describe[disk_ref]} [{disk.source}], booted from its disk"
                 " (SeaBIOS) through a qcow2 overlay where virt-launcher puts it")
             info["detail"] = f"{len(resolved)} sidecar(s), disk {'built' if built else 'cached'}"
-            cloud_init = None
         else:
             if converted_disks:
                 substitutions.append(f"disks: {len(converted_disks)} disk(s) converted as KubeVirt does (netbind "
@@ -410,7 +389,6 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
                                     f" {image.inputs.busybox_version} booted directly [{disk.source}]"
                                     if image else f"kernel {kernel} [{disk.source}]"))
             info["detail"] = f"{len(resolved)} sidecar(s), guest {'built' if image and image.built else 'cached'}"
-            cloud_init = _cloud_init(vmi)
 
     runtime = options.runtime or paths.runtime_dir()
     with clock.phase("sandbox") as info:
@@ -419,7 +397,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
     try:
         substitutions += plugin_plan.notes
         result = _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved,
-                            kernel, base_initrd, disk, bases, cloud_init, host, images, options, clock, substitutions,
+                            kernel, base_initrd, disk, bases, cloud_init_image, host, images, options, clock, substitutions,
                             network_info_annotation, passt_path, plugin_plan)
     except BaseException as exc:
         phase = clock.current
@@ -440,7 +418,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
 
 
 def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_containers, resolved, kernel,
-               base_initrd, disk, bases, cloud_init, host, images, options, clock, substitutions,
+               base_initrd, disk, bases, cloud_init_image, host, images, options, clock, substitutions,
                network_info_annotation, passt_path, plugin_plan) -> UpResult:
     from netbind.launcher.domain import DomainAttachmentError, build_domain
     from netbind.launcher.hooks import HookClientError, HookManager
@@ -516,11 +494,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         try:
             manager.collect(len(hook_records), timeout=5)
             vmi_json = json.dumps(vmi_doc).encode()
-            if cloud_init is not None:
-                cloud_init = manager.pre_cloud_init_iso(cloud_init, vmi_json)
-            hooked_cloud_init_image = None
-            if bases is not None:
-                hooked_cloud_init_image = _hooked_cloud_init_image(vmi, manifests, manager, vmi_json)
+            cloud_init_image = _hooked_cloud_init_image(cloud_init_image, manager, vmi_json)
             try:
                 built = build_domain(vmi_with_status, config, pod_links(pod.netns), profile=profile)
             except DomainAttachmentError as exc:
@@ -577,7 +551,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             from netbind.node import guest_disks
 
             try:
-                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, hooked_cloud_init_image)
+                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, cloud_init_image)
                 guest_disks.place(disk_plan, libvirtd.layout.host_path)
             except guest_disks.GuestDiskError as exc:
                 raise UpError(str(exc)) from None
@@ -587,8 +561,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         else:
             disks_state = None
             try:
-                seed = NoCloudSeed(user_data=cloud_init["UserData"], network_config=cloud_init["NetworkData"] or None,
-                                   meta_data=cloud_init["NoCloudMetaData"]) if cloud_init else None
+                seed = _tiny_guest_seed(cloud_init_image)
                 if seed:
                     guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
                         seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))

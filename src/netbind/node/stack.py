@@ -26,7 +26,6 @@ import platform
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -306,9 +305,8 @@ def ensure_stack(cache: Path | None = None, refresh: bool = False,
 
 
 def _build(apt: PrivateApt, inputs: StackInputs, source: dict, target: Path, say: Callable[[str], None]) -> None:
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    os.chmod(work, 0o755)  # QEMU and passt run as libvirt-qemu: the stack must be readable by it
-    try:
+    with paths.building(target) as work:
+        os.chmod(work, 0o755)  # _check_runs runs QEMU and passt as libvirt-qemu
         debs = work / "debs"
         debs.mkdir()
         _for_apt(debs)
@@ -329,12 +327,6 @@ def _build(apt: PrivateApt, inputs: StackInputs, source: dict, target: Path, say
             "libvirt": inputs.libvirt, "qemu": inputs.qemu, "seabios": inputs.seabios, "passt": inputs.passt},
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def _checked(argv: list[str], what: str, cwd: Path | None = None, log: Path | None = None) -> str:
