@@ -42,6 +42,62 @@ def test_a_disk_entry_naming_a_missing_file_says_which_and_how(tmp_path):
         ImageMap.load(mapping)
 
 
+def _cloud_init_vmi(source: dict, kind: str = "cloudInitNoCloud"):
+    from netbind.api.models import VirtualMachineInstance
+
+    return VirtualMachineInstance.model_validate({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "vm1", "namespace": "ns1"},
+        "spec": {"domain": {"devices": {"disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}},
+                                                  {"name": "cloudinitdisk", "disk": {"bus": "virtio"}}]}},
+                 "volumes": [{"name": "containerdisk", "containerDisk": {"image": FEDORA}},
+                             {"name": "cloudinitdisk", kind: source}]}})
+
+
+@pytest.mark.parametrize("network, problem", [
+    ("version: 2\nethernets:\n  eth0:\n dhcp4: true\n", r"networkData: not YAML at line \d"),
+    ("- eth0\n", "networkData: a list, not a mapping"),
+    ("ethernets: {eth0: {dhcp4: true}}\n", "networkData: version None, cloud-init knows 1 and 2"),
+    ("version: 3\n", "networkData: version 3"),
+    ("version: 2\nethernets: [eth0]\n", "networkData: ethernets is a list, not a mapping of interface names"),
+])
+def test_network_data_cloud_init_would_not_apply_is_refused_naming_the_volume(network, problem):
+    from netbind.launcher import disks
+    from netbind.node import guest_disks
+
+    vmi = _cloud_init_vmi({"networkData": network})
+    with pytest.raises(guest_disks.GuestDiskError, match=r"^spec\.volumes\[1\]\.cloudInitNoCloud\." + problem) as err:
+        guest_disks.check_network_config(vmi, disks.cloud_init_image(vmi))
+    assert "e.g. version: 2, ethernets: {eth0: {dhcp4: true}}" in str(err.value)
+
+
+def test_network_data_cloud_init_applies_passes_in_both_sources():
+    from netbind.launcher import disks
+    from netbind.node import guest_disks
+
+    for source, kind in [({"networkData": "version: 2\nethernets: {eth0: {dhcp4: true}}\n"}, "cloudInitNoCloud"),
+                         ({"networkData": "network:\n  version: 1\n  config: []\n"}, "cloudInitNoCloud"),
+                         ({"userData": "#cloud-config\n"}, "cloudInitNoCloud"),
+                         ({"networkData": '{"links": [], "networks": []}'}, "cloudInitConfigDrive")]:
+        vmi = _cloud_init_vmi(source, kind)
+        guest_disks.check_network_config(vmi, disks.cloud_init_image(vmi))
+    vmi = _cloud_init_vmi({"networkData": "links: []"}, "cloudInitConfigDrive")
+    with pytest.raises(guest_disks.GuestDiskError, match=r"cloudInitConfigDrive\.networkData: not JSON"):
+        guest_disks.check_network_config(vmi, disks.cloud_init_image(vmi))
+
+
+def test_a_users_own_disk_is_ready_when_cloud_init_finished_or_a_login_is_offered():
+    from netbind.node.runtime import user_disk_ready
+
+    booting = "[  OK  ] Started cloud-final.service\nCloud-init v. 22.4.2 running 'modules:final'\n"
+    assert user_disk_ready(booting) == ""
+    done = booting + ("Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026 17:20:01 +0000. Datasource"
+                      " DataSourceNoCloud [seed=/dev/vdb][dsmode=net].  Up 41.20 seconds\n")
+    assert user_disk_ready(done).startswith("Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026")
+    assert user_disk_ready("Welcome to Alpine\nvm1 login: ") == "vm1 login:"
+    assert user_disk_ready("Last login: yesterday\n") == ""
+
+
 @pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
 def test_the_user_guide_vm_boots_the_cloud_guest_leases_the_pod_address_and_renews_after_migration(tmp_path):
     if os.geteuid() != 0:
@@ -71,4 +127,145 @@ def test_the_user_guide_vm_boots_the_cloud_guest_leases_the_pod_address_and_rene
         assert moved.vmi["status"]["interfaces"][0]["ipAddress"] == moved.lease["ip"]
     finally:
         sandbox.down_all(run_dir)
+    assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")
+
+
+# ---- the cloud guest with more than the user guide: two NICs, TCP, your own disk, failures --------
+
+def _root_or_fail() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("CI=true: the cloud guest tests need root (netns, libvirt)")
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
+
+TWO_NICS = """\
+apiVersion: kubevirt.io/v1
+kind: KubeVirt
+metadata: {name: kubevirt, namespace: kubevirt}
+spec:
+  configuration:
+    network:
+      binding:
+        passt:
+          networkAttachmentDefinition: default/netbindingpasst
+          sidecarImage: quay.io/kubevirt/network-passt-binding:20231205_29a16d5c9
+          migration: {method: link-refresh}
+        netbind-bridge:
+          networkAttachmentDefinition: default/netbind-bridge-binding
+          sidecarImage: quay.io/netbind/bridge-binding-sidecar:v0.1.0
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: netbindingpasst, namespace: default}
+spec:
+  config: '{"cniVersion": "1.0.0", "name": "netbindingpasst", "plugins": [{"type": "cni-passt-binding-plugin"}]}'
+---
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: netbind-bridge-binding, namespace: default}
+spec:
+  config: '{"cniVersion": "1.0.0", "name": "netbind-bridge-binding", "plugins": [{"type": "netbind-bridge-binding"}]}'
+---
+# the second network: Debian's bridge CNI on a node bridge, host-local addresses
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: lan, namespace: default}
+spec:
+  config: '{"cniVersion": "1.0.0", "name": "lan", "plugins": [{"type": "bridge", "bridge": "nbcglan0",
+            "isGateway": true, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.251.7.0/24"}]],
+            "dataDir": "@IPAM@"}}]}'
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata: {name: vmi-cloud-two-nics, namespace: default}
+spec:
+  domain:
+    devices:
+      disks:
+      - {name: containerdisk, disk: {bus: virtio}}
+      - {name: cloudinitdisk, disk: {bus: virtio}}
+      interfaces:
+      - name: passtnet
+        binding: {name: passt}
+        ports: [{name: echo, port: 8080}]
+        macAddress: "02:00:00:00:0e:00"
+      - name: lan
+        binding: {name: netbind-bridge}
+        macAddress: "02:00:00:00:0e:01"
+    resources: {requests: {memory: 1024M}}
+  networks:
+  - {name: passtnet, pod: {}}
+  - {name: lan, multus: {networkName: lan}}
+  volumes:
+  - name: containerdisk
+    containerDisk: {image: "quay.io/kubevirt/fedora-with-test-tooling-container-disk:v1.1.0"}
+  - name: cloudinitdisk
+    cloudInitNoCloud:
+      networkData: |
+        version: 2
+        ethernets:
+          # by MAC: each sidecar adds its own <interface>, so the guest's NIC order is theirs
+          pod:
+            match: {macaddress: "02:00:00:00:0e:00"}
+            dhcp4: true
+          lan:
+            match: {macaddress: "02:00:00:00:0e:01"}
+            dhcp4: true
+      userData: |
+        #cloud-config
+        runcmd:
+        - [bash, -c, 'exec 3<>/dev/tcp/198.18.0.1/9000; echo "nb-probe from the cloud guest" >&3; read -r reply <&3; echo "NB: PROBE ok=yes reply=${reply// /_}" > /dev/ttyS0']
+"""
+
+
+@needs_root
+def test_two_nics_lease_by_dhcp_from_passt_and_the_bridge_plugin_and_tcp_works_both_ways(tmp_path):
+    """cloud-init applies networkData to both NICs (the second matched by MAC); systemd-networkd
+    takes the pod address from passt on eth0 and the secondary network's address from the bridge
+    binding plugin's DHCP server on eth1; user data reaches the node through passt; the node
+    reaches the guest through passt's forwarded port and straight over the second network."""
+    _root_or_fail()
+    from netbind.api.loading import load_manifests
+    from netbind.node import guest, multus, netcheck, runtime, sandbox
+    from netbind.testing.leaks import LeakChecker
+
+    (tmp_path / "vm").mkdir()
+    (tmp_path / "vm" / "all.yaml").write_text(TWO_NICS.replace("@IPAM@", str(tmp_path / "ipam")))
+    run_dir = Path(f"/run/nb-cg-{os.urandom(3).hex()}")
+    checker = LeakChecker(run_dir)
+    server = None
+    try:
+        node = sandbox.ensure_node(run_dir)
+        multus.ensure_world(node.journal, node.netns)
+        server = netcheck.start_server(node.netns, multus.WORLD_ADDRESS, 9000, tmp_path / "server.log")
+        result = runtime.up(load_manifests([tmp_path / "vm"]),
+                            runtime.UpOptions(runtime=run_dir, wait=True, guest="cloud"))
+        checker.note()
+        state = runtime.load_state(result.pod)
+        reports = guest.parse_reports(Path(state["console"]).read_text(errors="replace"))
+        leases = {r.fields["mac"]: r.fields for r in reports if r.word == "LEASE"}
+        pod_ip = state["networkStatus"][0]["ips"][0]
+        vmi = runtime.current_vmi(result.pod)
+        lan = next(i for i in vmi["status"]["interfaces"] if i["name"] == "lan")
+        assert lan["ipAddress"].startswith("10.251.7."), lan
+        assert leases["02:00:00:00:0e:01"]["ip"] == lan["ipAddress"]
+        assert leases["02:00:00:00:0e:01"]["router"] == ""          # the second network routes nothing
+        assert leases["02:00:00:00:0e:00"]["ip"] == pod_ip
+        assert leases["02:00:00:00:0e:00"]["mtu"] == "65520"         # passt's
+        assert {l["iface"] for l in leases.values()} == {"eth0", "eth1"}
+
+        # guest -> node (user data, through passt): the node sees the pod's address
+        probe = next(r for r in reports if r.word == "PROBE")
+        assert probe.fields["reply"] == "nb-node-reply_nb-probe_from_the_cloud_guest"
+        assert server.seen() == [f"from {pod_ip}: nb-probe from the cloud guest"]
+        # node -> guest: the forwarded port through passt, and the second network directly
+        assert netcheck.exchange(node.netns, pod_ip, 8080, "via passt") == "via passt"
+        assert netcheck.exchange(node.netns, lan["ipAddress"], 7, "via the bridge plugin") == "via the bridge plugin"
+    finally:
+        if server is not None:
+            server.stop()
+        checker.note()
+        sandbox.down_all(run_dir)
+    assert checker.leaks() == []
     assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")

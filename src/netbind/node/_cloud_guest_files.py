@@ -1,8 +1,8 @@
 """The reference cloud guest's own files (the rest of it is Debian packages), kept as text so the
 image build hashes them. ``nb-report`` speaks the tiny guest's serial protocol (see ``_guest_init``):
 BOOT, LINK on carrier changes, LEASE for each address systemd-networkd takes by DHCP, ADDR for static
-ones, READY once cloud-init's final stage is done. ``nb-echo`` is a TCP echo service on port 7 for
-tests of traffic into the guest (socket-activated ``cat``: no program of ours)."""
+ones, READY once cloud-init's final stage is done. ``nb-echo`` is a TCP echo service on ports 7 and 8080 (the
+port the examples forward) for tests of traffic into the guest (socket-activated ``cat``: no program of ours)."""
 from __future__ import annotations
 
 # path in the guest -> (mode, text)
@@ -94,10 +94,11 @@ ExecStart=/usr/local/sbin/nb-report ready
 WantedBy=cloud-init.target
 '''),
     'etc/systemd/system/nb-echo.socket': (0o644, r'''[Unit]
-Description=netbind: TCP echo (RFC 862) on port 7, for tests of traffic into the guest
+Description=netbind: TCP echo (RFC 862) on port 7, and on 8080 (the examples' forwarded port)
 
 [Socket]
 ListenStream=7
+ListenStream=8080
 Accept=yes
 
 [Install]

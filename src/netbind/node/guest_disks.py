@@ -92,6 +92,54 @@ def image_info(path: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+def check_network_config(vmi, image: disksmod.CloudInitImage | None) -> None:
+    """Refuse network data cloud-init would not apply. KubeVirt copies it into the ISO unread, and
+    the guest's cloud-init then ignores it (falling back to DHCP on the first NIC, or to nothing),
+    which is a VM that boots but never gets the network its manifest asks for."""
+    if image is None:
+        return
+    index = next(i for i, v in enumerate(vmi.spec.volumes or []) if v.name == image.volume)
+    nocloud = image.label == disksmod.NOCLOUD_LABEL
+    name = "network-config" if nocloud else "openstack/latest/network_data.json"
+    data = image.files.get(name)
+    if data is None:
+        return
+    where = f"spec.volumes[{index}].{'cloudInitNoCloud' if nocloud else 'cloudInitConfigDrive'}.networkData"
+    fix = ("cloud-init in the guest would not apply it; give netplan-style YAML, e.g. version: 2,"
+           " ethernets: {eth0: {dhcp4: true}}" if nocloud else
+           "cloud-init in the guest would not apply it; give OpenStack network_data JSON (links, networks)")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise GuestDiskError(f"{where}: not UTF-8 text; {fix}") from None
+    if nocloud:
+        import yaml
+
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise GuestDiskError(f"{where}: not YAML{at} ({getattr(exc, 'problem', None) or 'syntax'}); {fix}") from None
+        if isinstance(config, dict) and isinstance(config.get("network"), dict):
+            config = config["network"]     # cloud-init also takes the config under a network: key
+        if not isinstance(config, dict):
+            raise GuestDiskError(f"{where}: a {type(config).__name__}, not a mapping; {fix}")
+        if config.get("version") not in (1, 2):
+            raise GuestDiskError(f"{where}: version {config.get('version')!r}, cloud-init knows 1 and 2; {fix}")
+        for key in ("ethernets", "bonds", "bridges", "vlans"):
+            if key in config and not isinstance(config[key], dict):
+                raise GuestDiskError(f"{where}: {key} is a {type(config[key]).__name__}, not a mapping of"
+                                     f" interface names; {fix}")
+    else:
+        try:
+            config = json.loads(text)
+        except ValueError as exc:
+            raise GuestDiskError(f"{where}: not JSON ({exc}); {fix}") from None
+        if not isinstance(config, dict):
+            raise GuestDiskError(f"{where}: a JSON {type(config).__name__}, not an object; {fix}")
+
+
 def _capacity(quantity: str | None) -> int:
     from netbind.api.quantity import parse_quantity
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ def _container_env(container: dict, pod_name: str, namespace: str, extra: dict[s
 class DiskBases:
     files: dict[str, Path]        # containerDisk volume -> the local disk file standing in for its image
     describe: dict[str, str]      # image reference -> what stands in for it
+    reporting: bool = True        # every disk is the cloud guest, which reports on the console (NB: ...)
 
 
 def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None, progress) -> tuple[DiskBases, bool]:
@@ -166,7 +168,7 @@ def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None
     own file), for a VM booted from its disks."""
     from netbind.node import cloud_guest
 
-    files, describe, built = {}, {}, False
+    files, describe, built, reporting = {}, {}, False, True
     for volume in vmi.spec.volumes or []:
         if not volume.container_disk:
             continue
@@ -177,6 +179,7 @@ def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None
             raise UpError(str(exc), phase="images") from None
         if entry.disk is not None:
             files[volume.name], describe[ref] = Path(entry.disk), f"your disk {entry.disk}"
+            reporting = False
         elif entry.boots_disk:
             try:
                 found = cloud_guest.ensure_cloud_guest(progress=lambda text: progress.note("guest", text))
@@ -187,7 +190,7 @@ def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None
             raise UpError(f"volume {volume.name!r}: containerDisk {ref!r} maps to the {entry.guest} guest"
                           f" ({entry.source}), which boots no disk; a VM booted from its disks needs every"
                           " containerDisk mapped to guest: cloud or disk: FILE", phase="images")
-    return DiskBases(files, describe), built
+    return DiskBases(files, describe, reporting), built
 
 
 def _hooked_cloud_init_image(image, manager, vmi_json: bytes):
@@ -211,6 +214,18 @@ def _hooked_cloud_init_image(image, manager, vmi_json: bytes):
     else:
         files.pop("network-config", None)
     return dataclasses.replace(image, files=files)
+
+
+# A disk of the user's own says nothing in our protocol. Cloud images print cloud-init's final
+# message on the serial console ("Cloud-init v. 22.4.2 finished at ..."), which is when the
+# network config is applied and user data has run; an image without cloud-init offers a login.
+_USER_DISK_READY = re.compile(r"Cloud-init v\. \S+ finished at [^\n]*|^\S+ login: *$", re.M)
+
+
+def user_disk_ready(console: str) -> str:
+    """What on the console says a guest booted from the user's own disk is up ("" while nothing)."""
+    found = _USER_DISK_READY.search(console)
+    return found.group(0).strip() if found else ""
 
 
 def _tiny_guest_seed(image) -> "NoCloudSeed | None":
@@ -331,6 +346,11 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             converted_disks = disksmod.domain_disks(vmi, virtio_model="virtio")
             cloud_init_image = disksmod.cloud_init_image(vmi, manifests.secret_data(vmi.namespace))
         except disksmod.DiskError as exc:
+            raise UpError(str(exc), phase="validate") from None
+        from netbind.node import guest_disks
+        try:
+            guest_disks.check_network_config(vmi, cloud_init_image)
+        except guest_disks.GuestDiskError as exc:
             raise UpError(str(exc), phase="validate") from None
         info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
             f"; {len(plugin_plan.hooks)} Plugin domain hook(s)" if plugin_plan else "")
@@ -615,18 +635,20 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
         with clock.phase("guest lease") as info:
             console = Path(state["console"])
             wait_timeout = options.wait_timeout or (DISK_BOOT_WAIT if bases is not None else DEFAULT_WAIT)
+            reporting = bases is None or bases.reporting
             deadline = time.monotonic() + wait_timeout
             while True:
                 text = console.read_text(errors="replace") if console.exists() else ""
                 reports = guestmod.parse_reports(text)
-                if status.ready(reports):
+                if status.ready(reports) if reporting else user_disk_ready(text):
                     break
                 if time.monotonic() > deadline:
-                    raise UpError(f"the guest reported no READY within {wait_timeout:g} s",
+                    awaited = "READY" if reporting else "cloud-init's \"finished at\" line or a login prompt"
+                    raise UpError(f"the guest printed no {awaited} on its console within {wait_timeout:g} s",
                                   details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
-                time.sleep(0.01)
+                time.sleep(0.01 if reporting else 0.2)
             leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]
-            info["detail"] = ", ".join(leases) or "ready (no addresses)"
+            info["detail"] = ", ".join(leases) or ("ready (no addresses)" if reporting else user_disk_ready(text))
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"], state["sidecars"], limits)
