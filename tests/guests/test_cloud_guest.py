@@ -4,6 +4,7 @@ link-refresh and the guest takes the target pod's address. Plus the pure parts (
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -91,11 +92,13 @@ def test_a_users_own_disk_is_ready_when_cloud_init_finished_or_a_login_is_offere
 
     booting = "[  OK  ] Started cloud-final.service\nCloud-init v. 22.4.2 running 'modules:final'\n"
     assert user_disk_ready(booting) == ""
-    done = booting + ("Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026 17:20:01 +0000. Datasource"
+    done = booting + ("[   36.42] cloud-init[381]: Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026 17:20:01 +0000. Datasource"
                       " DataSourceNoCloud [seed=/dev/vdb][dsmode=net].  Up 41.20 seconds\n")
     assert user_disk_ready(done).startswith("Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026")
-    assert user_disk_ready("Welcome to Alpine\nvm1 login: ") == "vm1 login:"
-    assert user_disk_ready("Last login: yesterday\n") == ""
+    # getty's prompt comes before cloud-init's last stage: it counts only without cloud-init
+    assert user_disk_ready("Debian GNU/Linux 12 vm1 ttyS0\n\nvm1 login: [   35.99] cloud-init[381]: ...") == ""
+    assert user_disk_ready("Welcome to Alpine\nvm1 login: ", cloud_init=False) == "vm1 login:"
+    assert user_disk_ready("Last login: yesterday\n", cloud_init=False) == ""
 
 
 @pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
@@ -267,5 +270,136 @@ def test_two_nics_lease_by_dhcp_from_passt_and_the_bridge_plugin_and_tcp_works_b
             server.stop()
         checker.note()
         sandbox.down_all(run_dir)
+    assert checker.leaks() == []
+    assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")
+
+
+def _own_disk_map(tmp_path: Path, disk: Path, monkeypatch) -> ImageMap:
+    monkeypatch.delenv("NETBIND_GUEST", raising=False)   # the suite's tiny-guest default would win over the map
+    mapping = tmp_path / "images.yaml"
+    mapping.write_text(f"containerDisks:\n  {FEDORA.split(':')[0]}:\n    disk: {disk}\n")
+    return ImageMap.load(mapping)
+
+
+def _user_guide_vm(tmp_path: Path, **cloud_init) -> Path:
+    """examples/passt with the cloudInitNoCloud source replaced."""
+    import yaml
+
+    (tmp_path / "vm").mkdir(exist_ok=True)
+    for name in ("kubevirt.yaml", "nad.yaml"):
+        (tmp_path / "vm" / name).write_text((REPO / "examples" / "passt" / name).read_text())
+    vm = yaml.safe_load((REPO / "examples" / "passt" / "vm.yaml").read_text())
+    volume = next(v for v in vm["spec"]["template"]["spec"]["volumes"] if "cloudInitNoCloud" in v)
+    volume["cloudInitNoCloud"] = cloud_init
+    (tmp_path / "vm" / "vm.yaml").write_text(yaml.safe_dump(vm))
+    return tmp_path / "vm"
+
+
+@needs_root
+def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_finishing(tmp_path, monkeypatch):
+    """A disk of the user's (here the cloud guest's file, with its READY report removed by user
+    data, as a stranger's image would have none) is booted unchanged; `--wait` ends on cloud-init's
+    final line on the console, and the file is never written."""
+    _root_or_fail()
+    from netbind.api.loading import load_manifests
+    from netbind.node import runtime, sandbox
+
+    disk = cloud_guest.ensure_cloud_guest().disk
+    before = disk.stat().st_mtime_ns, disk.stat().st_size
+    vm = _user_guide_vm(tmp_path, networkData="version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
+                        userData="#cloud-config\nbootcmd:\n- [rm, -f, /usr/local/sbin/nb-report]\n")
+    run_dir = Path(f"/run/nb-cg-{os.urandom(3).hex()}")
+    try:
+        result = runtime.up(load_manifests([vm]), runtime.UpOptions(
+            runtime=run_dir, wait=True, wait_timeout=240, images=_own_disk_map(tmp_path, disk, monkeypatch)))
+        assert any(f"your disk {disk}" in s for s in result.substitutions)
+        console = Path(runtime.load_state(result.pod)["console"]).read_text(errors="replace")
+        # up returned without the READY it waits for on the cloud guest: cloud-init's line ended it
+        assert "NB: READY" not in console and runtime.user_disk_ready(console).startswith("Cloud-init v.")
+    finally:
+        sandbox.down_all(run_dir)
+    assert (disk.stat().st_mtime_ns, disk.stat().st_size) == before
+    assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")
+
+
+def test_bad_network_data_fails_before_anything_is_made(tmp_path):
+    from netbind.api.loading import load_manifests
+    from netbind.node import runtime
+
+    vm = _user_guide_vm(tmp_path, networkData="version: 2\nethernets:\n  eth0:\n dhcp4: true\n")
+    run_dir = tmp_path / "run"
+    with pytest.raises(runtime.UpError, match=r"spec\.volumes\[1\]\.cloudInitNoCloud\.networkData: not YAML") as err:
+        runtime.up(load_manifests([vm]), runtime.UpOptions(runtime=run_dir, guest="cloud"))
+    assert err.value.phase == "validate" and not run_dir.exists()
+
+
+def test_a_missing_disk_file_fails_naming_it_before_anything_is_made(tmp_path, monkeypatch):
+    from netbind.api.loading import load_manifests
+    from netbind.node import runtime
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(runtime.UpError, match=r"nope\.qcow2.*does not exist") as err:
+        runtime.up(load_manifests([REPO / "examples" / "passt"]),
+                   runtime.UpOptions(runtime=run_dir, images=_own_disk_map(tmp_path, tmp_path / "nope.qcow2", monkeypatch)))
+    assert err.value.phase == "images" and not run_dir.exists()
+
+
+@pytest.fixture
+def open_dir():
+    """A directory everyone may enter (pytest's own tmp dirs are 0700 up to /tmp/pytest-of-USER)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="nb-cg-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_disk_qemu_cannot_open_is_refused_naming_the_directory_or_the_file(open_dir):
+    from netbind.node import guest_disks
+
+    nobody = (65534, 65534)
+    closed = open_dir / "closed"
+    closed.mkdir(mode=0o700)
+    disk = closed / "disk.qcow2"
+    disk.write_bytes(b"QFI\xfb" + bytes(508))
+    qcow2 = lambda path: {"format": "qcow2"}
+    with pytest.raises(guest_disks.GuestDiskError, match=rf"cannot enter {closed}; chmod o\+x {closed}"):
+        guest_disks.check_base(disk, nobody, info=qcow2)
+    closed.chmod(0o755)
+    disk.chmod(0o600)
+    with pytest.raises(guest_disks.GuestDiskError, match=rf"cannot read it; chmod o\+r {disk}"):
+        guest_disks.check_base(disk, nobody, info=qcow2)
+    guest_disks.check_base(disk, None, info=qcow2)           # QEMU as root opens it
+    disk.chmod(0o644)
+    guest_disks.check_base(disk, nobody, info=qcow2)
+    # raw is qemu-img's answer for any file: without a boot sector it is no disk
+    raw = lambda path: {"format": "raw"}
+    with pytest.raises(guest_disks.GuestDiskError, match="not a disk image: qemu-img reads it as raw data"):
+        guest_disks.check_base(disk, nobody, info=raw)
+    disk.write_bytes(bytes(510) + b"\x55\xaa")
+    guest_disks.check_base(disk, nobody, info=raw)
+
+
+@needs_root
+def test_a_disk_file_that_is_no_disk_image_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch):
+    _root_or_fail()
+    from netbind.api.loading import load_manifests
+    from netbind.node import runtime, sandbox
+    from netbind.testing.leaks import LeakChecker
+
+    run_dir = Path(f"/run/nb-cg-{os.urandom(3).hex()}")
+    junk = run_dir.with_name(run_dir.name + "-disk") / "notes.qcow2"   # where QEMU's user may look
+    junk.parent.mkdir(mode=0o755)
+    junk.write_text("QFI but not really\n")
+    checker = LeakChecker(run_dir)
+    try:
+        with pytest.raises(runtime.UpError, match=r"notes\.qcow2: not a disk image: qemu-img reads it as raw data"):
+            runtime.up(load_manifests([REPO / "examples" / "passt"]),
+                       runtime.UpOptions(runtime=run_dir, images=_own_disk_map(tmp_path, junk, monkeypatch)))
+    finally:
+        checker.note()
+        sandbox.down_all(run_dir)
+        shutil.rmtree(junk.parent)
     assert checker.leaks() == []
     assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")

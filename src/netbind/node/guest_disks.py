@@ -92,6 +92,35 @@ def image_info(path: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+def _allows(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
+    """Does the mode of ``st`` give ``bits`` (4 read, 1 search) to ``uid``/``gid`` (pure)?"""
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def check_base(path: Path, qemu_ids: tuple[int, int] | None, info: Callable[[Path], dict] = image_info) -> None:
+    """A disk standing in for a containerDisk must be one QEMU can open: readable by the user QEMU
+    runs as (``qemu_ids``; None: root) through every directory above it, and a disk image. Raw is
+    qemu-img's answer for any file at all, so a raw one must at least carry a boot sector."""
+    path = path.resolve()
+    if qemu_ids is not None:
+        uid, gid = qemu_ids
+        for directory in reversed(path.parents):
+            if not _allows(directory.stat(), uid, gid, 1):
+                raise GuestDiskError(f"{path}: QEMU runs as uid {uid} here and cannot enter {directory};"
+                                     f" chmod o+x {directory}, or put the disk where QEMU can read it")
+        if not _allows(path.stat(), uid, gid, 4):
+            raise GuestDiskError(f"{path}: QEMU runs as uid {uid} here and cannot read it; chmod o+r {path}")
+    facts = info(path)
+    if facts.get("format") == "raw":
+        with open(path, "rb") as disk:
+            sector = disk.read(512)
+        if len(sector) < 512 or sector[510:512] != b"\x55\xaa":
+            raise GuestDiskError(f"{path}: not a disk image: qemu-img reads it as raw data, and it has no"
+                                 " boot sector (MBR or GPT); give a qcow2 or raw disk image, e.g. a cloud"
+                                 " image as downloaded")
+
+
 def check_network_config(vmi, image: disksmod.CloudInitImage | None) -> None:
     """Refuse network data cloud-init would not apply. KubeVirt copies it into the ISO unread, and
     the guest's cloud-init then ignores it (falling back to DHCP on the first NIC, or to nothing),

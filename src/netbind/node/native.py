@@ -101,7 +101,8 @@ def start_libvirtd(pod: Pod, path: PasstPath) -> lv.PrivateLibvirtd:
 
 # ---- the native private libvirtd ---------------------------------------------------------------
 
-def _ids() -> tuple[int, int]:
+def qemu_ids() -> tuple[int, int]:
+    """The uid and gid QEMU runs as on the native path (the stack's libvirt default user)."""
     try:
         return pwd.getpwnam(QEMU_USER).pw_uid, grp.getgrnam(KVM_GROUP).gr_gid
     except KeyError:
@@ -125,7 +126,7 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
 
     def hand_to_qemu(self, path: Path) -> None:
         """QEMU runs as libvirt-qemu: it binds the incoming migration socket in ``path``."""
-        uid, gid = _ids()
+        uid, gid = qemu_ids()
         os.chown(path, uid, gid)
 
     @classmethod
@@ -134,7 +135,7 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         if len(str(layout.socket)) > lv._SUN_PATH_MAX:
             raise lv.LibvirtError(f"{layout.socket} is longer than a unix socket path may be; use a shorter"
                                   " runtime dir (NETBIND_RUNTIME_DIR)")
-        uid, gid = _ids()
+        uid, gid = qemu_ids()
         _prepare(layout, stack, uid, gid)
         kubevirt_run = pod.names.directory / "kubevirt-run"
         kubevirt_run.mkdir(exist_ok=True)

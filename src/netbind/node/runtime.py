@@ -217,14 +217,16 @@ def _hooked_cloud_init_image(image, manager, vmi_json: bytes):
 
 
 # A disk of the user's own says nothing in our protocol. Cloud images print cloud-init's final
-# message on the serial console ("Cloud-init v. 22.4.2 finished at ..."), which is when the
-# network config is applied and user data has run; an image without cloud-init offers a login.
-_USER_DISK_READY = re.compile(r"Cloud-init v\. \S+ finished at [^\n]*|^\S+ login: *$", re.M)
+# message on the serial console ("Cloud-init v. 22.4.2 finished at ..."), once the network config
+# is applied and user data has run; getty's login prompt comes earlier than that, so it counts
+# only for a VM without cloud-init.
+_CLOUD_INIT_FINISHED = re.compile(r"Cloud-init v\. \S+ finished at [^\n]*")
+_LOGIN_PROMPT = re.compile(r"^(?!Last )\S+ login: ", re.M)
 
 
-def user_disk_ready(console: str) -> str:
+def user_disk_ready(console: str, cloud_init: bool = True) -> str:
     """What on the console says a guest booted from the user's own disk is up ("" while nothing)."""
-    found = _USER_DISK_READY.search(console)
+    found = (_CLOUD_INIT_FINISHED if cloud_init else _LOGIN_PROMPT).search(console)
     return found.group(0).strip() if found else ""
 
 
@@ -392,6 +394,12 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         kernel = base_initrd = bases = None
         if disk.boots_disk:
             bases, built = _disk_bases(vmi, images, guest_choice, progress)
+            from netbind.node import guest_disks
+            try:
+                for base in bases.files.values():
+                    guest_disks.check_base(base, native.qemu_ids() if passt_path.native and passt_path.stack else None)
+            except (guest_disks.GuestDiskError, native.StackError) as exc:
+                raise UpError(str(exc), phase="images") from None
             substitutions.append(
                 f"containerDisk {disk_ref} -> {bases.describe[disk_ref]} [{disk.source}], booted from its disk"
                 " (SeaBIOS) through a qcow2 overlay where virt-launcher puts it")
@@ -640,15 +648,17 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             while True:
                 text = console.read_text(errors="replace") if console.exists() else ""
                 reports = guestmod.parse_reports(text)
-                if status.ready(reports) if reporting else user_disk_ready(text):
+                if status.ready(reports) if reporting else user_disk_ready(text, cloud_init_image is not None):
                     break
                 if time.monotonic() > deadline:
-                    awaited = "READY" if reporting else "cloud-init's \"finished at\" line or a login prompt"
+                    awaited = ("READY" if reporting else "cloud-init's \"finished at\" line" if cloud_init_image
+                               else "login prompt")
                     raise UpError(f"the guest printed no {awaited} on its console within {wait_timeout:g} s",
                                   details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
                 time.sleep(0.01 if reporting else 0.2)
             leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]
-            info["detail"] = ", ".join(leases) or ("ready (no addresses)" if reporting else user_disk_ready(text))
+            info["detail"] = ", ".join(leases) or ("ready (no addresses)" if reporting
+                                                   else user_disk_ready(text, cloud_init_image is not None))
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"], state["sidecars"], limits)
