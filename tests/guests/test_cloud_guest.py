@@ -302,7 +302,7 @@ def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_fini
     final line on the console, and the file is never written."""
     _root_or_fail()
     from netbind.api.loading import load_manifests
-    from netbind.node import runtime, sandbox
+    from netbind.node import migrate, runtime, sandbox
 
     disk = cloud_guest.ensure_cloud_guest().disk
     before = disk.stat().st_mtime_ns, disk.stat().st_size
@@ -316,6 +316,11 @@ def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_fini
         console = Path(runtime.load_state(result.pod)["console"]).read_text(errors="replace")
         # up returned without the READY it waits for on the cloud guest: cloud-init's line ended it
         assert "NB: READY" not in console and runtime.user_disk_ready(console).startswith("Cloud-init v.")
+        # migrate --wait cannot wait for a lease such a guest never reports, and says so
+        moved = migrate.migrate("vm-net-binding-passt", migrate.MigrateOptions(runtime=run_dir, wait=True,
+                                                                            wait_timeout=60))
+        assert moved.lease == {}
+        assert any("reports no leases" in s for s in runtime.load_state(moved.target)["substitutions"])
     finally:
         sandbox.down_all(run_dir)
     assert (disk.stat().st_mtime_ns, disk.stat().st_size) == before

@@ -359,6 +359,10 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         source.down()
         info["detail"] = "; ".join(f"{k}: {v}" for k, v in shutdown.items()) or "no sidecars"
 
+    reporting = state.get("guestReports", True)
+    if options.wait and refreshed and not reporting:
+        substitutions.append("--wait: the guest (your own disk) reports no leases on its console; the wait"
+                             " ends with the migration, not with the guest's new lease")
     new_state = dict(state)
     new_state.update({"uri": target_lv.layout.uri, "launcherPod": pod_name, "node": node.netns,
                       "nodeIndex": target_index, "nodeName": node_name(target_index),
@@ -368,7 +372,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
     (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
 
     lease: dict = {}
-    if options.wait and refreshed:
+    if options.wait and refreshed and reporting:
         with clock.phase("guest lease") as info:
             lease = _wait_for_new_lease(console, options.wait_timeout, boots_before, len(reports_before))
             info["detail"] = f"{lease['iface']} {lease['ip']} ({lease['link_up_to_lease_ms']} ms after link up)"

@@ -635,7 +635,9 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
              "images": dataclasses.asdict(images), "podNetwork": options.pod_network,
              "nodeIndex": 0, "nodeName": node_name(0), "passt": [_passt_json(n) for n in passt_nics],
              "sidecars": [c.describe() for c in resolved], "sidecarsMode": sidecarmod.mode_of(options.sidecars),
-             "limits": limits, "disks": disks_state}
+             "limits": limits, "disks": disks_state,
+             # the tiny and cloud guests report links and leases on the console; your own disk does not
+             "guestReports": bases is None or bases.reporting}
     (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     libvirtd.close()
 
