@@ -65,3 +65,34 @@ def test_remembered_inputs_last_until_apt_lists_change(tmp_path, monkeypatch):
     assert apt.remembered(tmp_path / "cache") is None
     (tmp_path / "cache" / "inputs.json").write_text("[not json")
     assert apt.remembered(tmp_path / "cache") is None
+
+
+def test_remove_tree_outlasts_a_file_landing_while_it_walks_and_names_what_stands(tmp_path, monkeypatch):
+    import shutil
+
+    import pytest
+
+    from netbind.node import journal
+
+    pod = tmp_path / "pod"
+    (pod / "logs").mkdir(parents=True)
+    real_rmtree = shutil.rmtree
+    landed = []
+
+    def racing_rmtree(path, ignore_errors=False):
+        real_rmtree(path / "logs", ignore_errors=True)
+        if not landed:   # a killed sidecar's last log line lands after its directory was emptied
+            landed.append(True)
+            (path / "logs").mkdir()
+            (path / "logs" / "sidecar.log").write_text("bye\n")
+            return
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(journal.shutil, "rmtree", racing_rmtree)
+    journal.remove_tree(pod)
+    assert not pod.exists() and landed
+
+    (pod / "libvirt").mkdir(parents=True)
+    monkeypatch.setattr(journal.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    with pytest.raises(journal.UndoError, match=r"could not remove .*pod \(still in it: libvirt\)"):
+        journal.remove_tree(pod, attempts=3)

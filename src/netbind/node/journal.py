@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -162,7 +163,7 @@ class Journal:
     def destroy(self) -> None:
         """Undo everything, then remove the journal's directory."""
         self.undo()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_tree(self.directory)
 
 
 def _undo_action(kind: str) -> Callable[[dict[str, Any]], None]:
@@ -170,8 +171,21 @@ def _undo_action(kind: str) -> Callable[[dict[str, Any]], None]:
     return getattr(importlib.import_module(module), function)
 
 
+def remove_tree(directory: Path, attempts: int = 50) -> None:
+    """rmtree that finishes: a process that was just killed can still land a file (its last log
+    line, a socket) while the tree is walked, and rmtree then gives up on a non-empty directory.
+    Retry for a moment; what still stands after that is an error, not a silent leftover."""
+    for _ in range(attempts):
+        shutil.rmtree(directory, ignore_errors=True)
+        if not os.path.lexists(directory):
+            return
+        time.sleep(0.02)
+    left = sorted(str(p.relative_to(directory)) for p in Path(directory).rglob("*"))[:5]
+    raise UndoError(f"could not remove {directory} (still in it: {', '.join(left) or 'nothing listed'})")
+
+
 def undo_dir(attrs: dict[str, Any]) -> None:
-    shutil.rmtree(attrs["name"], ignore_errors=True)
+    remove_tree(Path(attrs["name"]))
 
 
 def undo_file(attrs: dict[str, Any]) -> None:
