@@ -3,6 +3,9 @@
 The default image map boots the user guide's Fedora containerDisk as the cloud guest (a Debian
 disk, tens of seconds under TCG). The benchmarks time netbind, not a distribution's boot, so they
 run the tiny guest unless the caller chose (NETBIND_GUEST=cloud, or bench/up.py --cloud).
+
+A script's directory comes first on sys.path, so no file here may take a standard module's name
+(a bench/concurrent.py hid concurrent.futures, and with it asyncio, from every benchmark).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Four VMs with different bindings (passt, macvtap, managedTap, the bridge plugin) brought up at
 once through the real CLI in one runtime, each leasing; then migrated one after another (the passt
 VM moves; the others get their refusal, KubeVirt's or the local runtime's, and keep running);
-then `down --all` leaves nothing (netbind.testing.leaks). bench/concurrent.py is the same drill."""
+then `down --all` leaves nothing (netbind.testing.leaks). bench/concurrent_vms.py is the same drill."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Four VMs with different bindings (passt, macvtap, managedTap, the bridge plugin) brought up at
 once through the real CLI, then migrated one after another, then torn down, with the host leak
-check of ``netbind.testing.leaks``. One command: ``sudo .venv/bin/python bench/concurrent.py``.
+check of ``netbind.testing.leaks``. One command: ``sudo .venv/bin/python bench/concurrent_vms.py``.
 Prints, per VM, `up`'s exit status and wall time and `migrate`'s outcome (a refusal with KubeVirt's
 or the runtime's message counts as an answer, not a failure), then the leaks. Exit 1 on a failed
 `up`, a failed migration of a migratable VM, or a leak."""
