@@ -98,7 +98,7 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest, g
             if exc.details:
                 err.print(exc.details, highlight=False, markup=False)
             err.print("nothing was left behind (the pod sandbox was torn down)", highlight=False)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return
