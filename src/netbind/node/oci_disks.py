@@ -143,12 +143,11 @@ def cache_key(image_id: str, path: str | None) -> str:
 def _load(directory: Path, image: str) -> LocalDisk | None:
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    disk = directory / manifest["file"]
-    if not disk.is_file():
-        return None
-    return LocalDisk(image, manifest["id"], manifest["inner"], disk, manifest["format"], False)
+        disk = directory / manifest["file"]
+        found = LocalDisk(image, manifest["id"], manifest["inner"], disk, manifest["format"], False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None    # not there, or not ours: extracted again
+    return found if disk.is_file() else None
 
 
 @contextmanager
