@@ -307,7 +307,8 @@ def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_fini
     disk = cloud_guest.ensure_cloud_guest().disk
     before = disk.stat().st_mtime_ns, disk.stat().st_size
     vm = _user_guide_vm(tmp_path, networkData="version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
-                        userData="#cloud-config\nbootcmd:\n- [rm, -f, /usr/local/sbin/nb-report]\n")
+                        userData="#cloud-config\nbootcmd:\n- [systemctl, stop, nb-report.service]\n"
+                                 "- [rm, -f, /usr/local/sbin/nb-report]\n")
     run_dir = Path(f"/run/nb-cg-{os.urandom(3).hex()}")
     try:
         result = runtime.up(load_manifests([vm]), runtime.UpOptions(

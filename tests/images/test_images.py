@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 # ---- pure parts ----------------------------------------------------------------------------------
 
 def test_unknown_image_names_the_known_ones():
-    with pytest.raises(images.ImageBuildError, match="unknown image nope; known: passt, bridge, cni"):
+    with pytest.raises(images.ImageBuildError, match="unknown image nope; known: passt, bridge, cni, cloud-guest"):
         images.select(["nope"])
 
 
@@ -63,7 +63,10 @@ def test_containerfiles_build_unchanged_with_a_registry(name):
     """FROM comes from BASE_IMAGE/BUILD_IMAGE whose defaults are public images, never a local tag."""
     text = (REPO / images.IMAGES[name].containerfile).read_text()
     defaults = dict(re.findall(r"^ARG (BASE_IMAGE|BUILD_IMAGE)=(\S+)", text, re.M))
-    assert defaults, "a Containerfile names its bases by ARG BASE_IMAGE/BUILD_IMAGE with public defaults"
+    if re.findall(r"^FROM (\S+)", text, re.M) == ["scratch"]:
+        assert not defaults      # the cloud guest image: nothing but its disk, no base
+    else:
+        assert defaults, "a Containerfile names its bases by ARG BASE_IMAGE/BUILD_IMAGE with public defaults"
     for used in re.findall(r"^FROM \$\{(\w+)\}", text, re.M):
         assert used in defaults, f"FROM ${{{used}}} without an ARG default"
     for ref in defaults.values():
@@ -76,6 +79,23 @@ def test_containerfiles_build_unchanged_with_a_registry(name):
 def test_sidecar_images_run_as_107(name):
     text = (REPO / images.IMAGES[name].containerfile).read_text()
     assert re.findall(r"^USER (\S+)", text, re.M)[-1] == "107:107"
+
+
+def test_the_cloud_guest_image_is_its_disk_at_disk_owned_by_qemu_and_follows_the_guest_build():
+    from types import SimpleNamespace
+
+    spec = images.IMAGES["cloud-guest"]
+    text = (REPO / spec.containerfile).read_text()
+    assert re.findall(r"^(FROM|ADD|COPY|RUN) (.*)$", text, re.M) == [("FROM", "scratch"),
+                                                                     ("ADD", "--chown=107:107 disk.qcow2 /disk/")]
+
+    def guest(key, root):
+        return SimpleNamespace(inputs=SimpleNamespace(key=lambda: key), manifest={"root_uuid": root})
+
+    first = _build.cloud_guest_key(spec, REPO, guest("a" * 16, "u1"))
+    assert _build.cloud_guest_key(spec, REPO, guest("a" * 16, "u1")) == first
+    assert first not in (_build.cloud_guest_key(spec, REPO, guest("b" * 16, "u1")),
+                         _build.cloud_guest_key(spec, REPO, guest("a" * 16, "u2")))
 
 
 def test_mirror_is_the_hosts_debian_mirror():

@@ -15,7 +15,8 @@ def _size(size: int) -> str:
 
 @click.group()
 def image() -> None:
-    """The container images of deploy/ (sidecars, CNI installer), built offline with podman."""
+    """The container images of deploy/ (sidecars, CNI installer, the cloud guest as a containerDisk),
+    built offline with podman."""
 
 
 @image.command()
@@ -26,10 +27,11 @@ def image() -> None:
               help="Build the images a plugin project (netbind new) lists in its netbind-plugin.yaml.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def build(names: tuple[str, ...], all_: bool, force: bool, project: str | None, output: str) -> None:
-    """Build the images NAMES (passt, bridge, cni) as they would be built for a registry: bases
-    from Debian packages (debootstrap, cached under /var/cache/netbind), substituted for each
-    Containerfile's FROM through its BASE_IMAGE/BUILD_IMAGE arguments, no network during the build.
-    An image whose inputs did not change is kept."""
+    """Build the images NAMES (passt, bridge, cni, cloud-guest) as they would be built for a
+    registry: bases from Debian packages (debootstrap, cached under /var/cache/netbind),
+    substituted for each Containerfile's FROM through its BASE_IMAGE/BUILD_IMAGE arguments, no
+    network during the build. cloud-guest is FROM scratch with the reference cloud guest's qcow2 at
+    /disk/ (the guest is built first if it is not cached). An image whose inputs did not change is kept."""
     from netbind import images
 
     if all_ and names:

@@ -45,7 +45,8 @@ def _console(stderr: bool = False):
               help="What boots for every containerDisk: tiny (busybox initramfs booted directly, seconds) or cloud"
                    " (the reference cloud guest from its disk: cloud-init + systemd-networkd, about a minute under"
                    " TCG; built once). Default $NETBIND_GUEST, else the image map (the user guide's Fedora image:"
-                   " cloud; others: tiny).")
+                   " cloud; others: tiny), where a containerDisk image in the local podman store boots its own"
+                   " /disk/ file unless your --images file maps it.")
 @click.option("--guest-arg", "guest_args", multiple=True,
               help="Extra kernel command line word for the tiny guest (e.g. nb.echo=8080); repeatable.")
 @click.option("--passt", "passt", type=click.Choice(["auto", "native", "substitute"]), default=None,
@@ -98,7 +99,7 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest, g
             if exc.details:
                 err.print(exc.details, highlight=False, markup=False)
             err.print("nothing was left behind (the pod sandbox was torn down)", highlight=False)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
         return

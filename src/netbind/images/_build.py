@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -52,6 +53,7 @@ class ImageSpec:
     tag: str
     about: str
     requirements: tuple[str, ...] = ()   # wheels the build context carries (pinned to this environment)
+    guest_disk: bool = False         # a containerDisk image of the cloud guest (FROM scratch; no bases, no wheels)
 
 
 IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (
@@ -62,6 +64,8 @@ IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (
     ImageSpec("cni", "deploy/cni/Containerfile", "localhost/netbind-cni-installer:latest",
               "CNI plugin installer (self-contained plugins for /opt/cni/bin)",
               CNI_BUILD_REQUIREMENTS),
+    ImageSpec("cloud-guest", "deploy/cloud-guest/Containerfile", "localhost/netbind-cloud-guest-container-disk:latest",
+              "the reference cloud guest as a containerDisk (its qcow2 at /disk/)", guest_disk=True),
 )}
 
 
@@ -155,12 +159,14 @@ def _context(spec: ImageSpec, root: Path, into: Path) -> None:
     wheelhouse(root, spec.requirements, into / "wheels")
 
 
-def build_args(bases: _base.BaseImages) -> list[str]:
+def build_args(bases: _base.BaseImages | None) -> list[str]:
+    if bases is None:
+        return []
     return ["--build-arg", f"BASE_IMAGE={bases.base}", "--build-arg", f"BUILD_IMAGE={bases.build}",
             "--build-arg", "PIP_NO_INDEX=1"]
 
 
-def build_one(spec: ImageSpec, root: Path, bases: _base.BaseImages, *, force: bool = False,
+def build_one(spec: ImageSpec, root: Path, bases: _base.BaseImages | None, *, force: bool = False,
               say: Callable[[str], None] = lambda text: None, key: str | None = None,
               make_context: Callable[[ImageSpec, Path], None] | None = None) -> BuiltImage:
     """Build ``spec`` from ``root`` (netbind's checkout, or a plugin project with its own ``key``
@@ -196,19 +202,52 @@ def _prune_dangling() -> None:
     _podman.run("image", "prune", "--force", "--filter", f"label={INPUTS_LABEL}", check=False)
 
 
+def cloud_guest_key(spec: ImageSpec, root: Path, guest) -> str:
+    """The cloud guest image's inputs: its Containerfile and the very disk (its build's inputs and root)."""
+    return hashlib.sha256(json.dumps({"containerfile": (root / spec.containerfile).read_text(),
+                                      "guest": guest.inputs.key(), "root": guest.manifest.get("root_uuid"),
+                                      "layout": 1}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_cloud_guest(spec: ImageSpec, root: Path, *, force: bool = False,
+                      say: Callable[[str], None] = lambda text: None) -> BuiltImage:
+    """The cloud guest (built first if it is not cached: ``ensure_cloud_guest``) as a containerDisk
+    image; the context holds the Containerfile and the cached qcow2 (a hard link when it can be)."""
+    from netbind.node import cloud_guest
+
+    try:
+        guest = cloud_guest.ensure_cloud_guest(progress=say)
+    except cloud_guest.CloudGuestBuildError as exc:
+        raise ImageBuildError(f"image {spec.name}: the cloud guest cannot be built: {exc}") from None
+
+    def context(spec_: ImageSpec, into: Path) -> None:
+        (into / spec_.containerfile).parent.mkdir(parents=True)
+        shutil.copyfile(root / spec_.containerfile, into / spec_.containerfile)
+        try:
+            os.link(guest.disk, into / "disk.qcow2")
+        except OSError:    # another filesystem
+            shutil.copyfile(guest.disk, into / "disk.qcow2")
+
+    return build_one(spec, root, None, force=force, say=say, key=cloud_guest_key(spec, root, guest),
+                     make_context=context)
+
+
 def ensure(names: Sequence[str] = (), *, all_: bool = False, force: bool = False,
            say: Callable[[str], None] = lambda text: None) -> list[BuiltImage]:
     """Build the named images (all when none are named) unless they are current; returns them in order."""
     specs = select(names, all_)
     root = repository_root()
-    try:
-        bases = _base.ensure_base()
-    except _base.BaseImageError as exc:
-        raise ImageBuildError(f"base image: {exc}") from None
-    if bases.built:
-        say(f"base images {bases.base} and {bases.build} made from Debian packages in {bases.seconds:.0f} s")
+    bases = None
+    if any(not spec.guest_disk for spec in specs):   # the cloud guest image is FROM scratch
+        try:
+            bases = _base.ensure_base()
+        except _base.BaseImageError as exc:
+            raise ImageBuildError(f"base image: {exc}") from None
+        if bases.built:
+            say(f"base images {bases.base} and {bases.build} made from Debian packages in {bases.seconds:.0f} s")
     with paths.locked(paths.cache_dir() / "images"):
-        return [build_one(spec, root, bases, force=force, say=say) for spec in specs]
+        return [build_cloud_guest(spec, root, force=force, say=say) if spec.guest_disk
+                else build_one(spec, root, bases, force=force, say=say) for spec in specs]
 
 
 def tags(names: Sequence[str] = ()) -> dict[str, str]:

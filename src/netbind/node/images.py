@@ -2,7 +2,8 @@
 
 Sidecar images resolve to a local container image (``image:``, run with podman when it is in the
 local store) and/or a command (``command:``, an executable on PATH, next to the running
-``netbind``, or an absolute path: the host-process fallback); containerDisk images to a guest (by default the tiny guest); CNI types to
+``netbind``, or an absolute path: the host-process fallback); containerDisk images to a guest (by default the tiny guest), a disk file,
+or the image itself when it is in the local podman store (``netbind.node.oci_disks``); CNI types to
 executables, exposed to the CNI executor as a directory of symlinks. The default map ships with
 the package (``images.yaml``); a user file (``--images FILE`` or ``$NETBIND_IMAGES``) overrides it
 entry by entry.
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -83,11 +84,12 @@ class DiskImage:
     cmdline: str = ""
     source: str = ""
     disk: str | None = None     # the user's own disk file (qcow2 or raw), booted through an overlay
+    local_image: str | None = None   # the ID of the image in the local podman store, whose /disk/ file boots
 
     @property
     def boots_disk(self) -> bool:
         """Booted from its disk by the firmware, as in KubeVirt (else the kernel is booted directly)."""
-        return self.disk is not None or (self.guest == "cloud" and self.kernel is None)
+        return self.disk is not None or self.local_image is not None or (self.guest == "cloud" and self.kernel is None)
 
 
 @dataclass
@@ -113,12 +115,12 @@ class ImageMap:
             except ManifestError as exc:
                 raise ImageMapError(f"image map {exc}") from None
             try:
-                mapping._merge(data, str(user_file))
+                mapping._merge(data, str(user_file), user=True)
             except ImageMapError as exc:
                 raise ImageMapError(f"image map {exc}") from None
         return mapping
 
-    def _merge(self, data: Any, where: str) -> None:
+    def _merge(self, data: Any, where: str, user: bool = False) -> None:
         if data is None:
             return
         if not isinstance(data, Mapping) or set(data) - {"sidecars", "containerDisks", "cni"}:
@@ -165,7 +167,7 @@ class ImageMap:
             if "disk" in entry and ({"kernel", "initrd", "guest"} & set(entry)):
                 raise ImageMapError(f"{where}: containerDisks.{ref}: disk: boots the file itself; drop"
                                     " guest/kernel/initrd from this entry")
-            self.disks[ref] = {**entry, "_source": where}
+            self.disks[ref] = {**entry, "_source": where, "_user": user}
         for plugin_type, executable in (data.get("cni") or {}).items():
             if not isinstance(executable, str) or not executable:
                 raise ImageMapError(f"{where}: cni.{plugin_type}: expected an executable name or path")
@@ -206,13 +208,22 @@ class ImageMap:
         env = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
         return SidecarImage(image, (resolved, *argv[1:]), env, f"{key} ({entry['_source']})")
 
-    def disk(self, image: str, guest: str | None = None) -> DiskImage:
-        """What boots for a containerDisk image; ``guest`` (``up --guest``) overrides the map."""
+    def disk(self, image: str, guest: str | None = None,
+             local_image: Callable[[str], str | None] | None = None) -> DiskImage:
+        """What boots for a containerDisk image. In order: ``guest`` (``up --guest``) for every image;
+        the user's own entry for this reference (``--images``/``$NETBIND_IMAGES``, not its ``*``); the
+        image itself when ``local_image(ref)`` finds it in the local podman store (its ID); the other
+        entries (plugins' maps, the default map, then ``*``)."""
         if guest is not None:
             if guest not in GUESTS:
                 raise ImageMapError(f"--guest {guest!r}: expected one of {', '.join(GUESTS)}")
             return DiskImage(image, guest, source=f"--guest {guest}")
-        found = self._lookup(self.disks, image) or (("*", self.disks["*"]) if "*" in self.disks else None)
+        found = self._lookup(self.disks, image)
+        if local_image is not None and image and not (found is not None and found[1].get("_user")):
+            image_id = local_image(image)
+            if image_id:
+                return DiskImage(image, source="the image in the local podman store", local_image=image_id)
+        found = found or (("*", self.disks["*"]) if "*" in self.disks else None)
         if found is None:
             raise ImageMapError(f"containerDisk image {image!r} is not in the image map and there is no '*' entry")
         key, entry = found

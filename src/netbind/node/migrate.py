@@ -359,7 +359,8 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         source.down()
         info["detail"] = "; ".join(f"{k}: {v}" for k, v in shutdown.items()) or "no sidecars"
 
-    reporting = state.get("guestReports", True)
+    # your own disk may speak our console protocol too (netbind's cloud guest image does)
+    reporting = state.get("guestReports", True) or any(r.word == "READY" for r in reports_before)
     if options.wait and refreshed and not reporting:
         substitutions.append("--wait: the guest (your own disk) reports no leases on its console; the wait"
                              " ends with the migration, not with the guest's new lease")

@@ -60,9 +60,11 @@ class UpError(RuntimeError):
     """``up`` failed; everything it created is gone. ``vmi`` is the VMI as KubeVirt would show it
     (e.g. with the FailedCreate condition), ``details`` the logs that explain it."""
 
-    def __init__(self, message: str, *, phase: str = "", vmi: dict | None = None, details: str = "") -> None:
+    def __init__(self, message: str, *, phase: str = "", vmi: dict | None = None, details: str = "",
+                 exit_code: int = 1) -> None:
         super().__init__(message)
         self.message, self.phase, self.vmi, self.details = message, phase, vmi, details
+        self.exit_code = exit_code   # 2: bad input (e.g. a containerDisk image without a disk)
 
     def __str__(self) -> str:
         return self.message + (f"\n{self.details}" if self.details else "")
@@ -163,10 +165,12 @@ class DiskBases:
     reporting: bool = True        # every disk is the cloud guest, which reports on the console (NB: ...)
 
 
-def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None, progress) -> tuple[DiskBases, bool]:
-    """The local disk of each containerDisk volume (the cloud guest, built on first use, or the user's
-    own file), for a VM booted from its disks."""
-    from netbind.node import cloud_guest
+def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None, progress,
+                local_image=None) -> tuple[DiskBases, bool]:
+    """The local disk of each containerDisk volume (the cloud guest, built on first use, the user's
+    own file, or the /disk/ file of the image in the local store, extracted on first use), for a VM
+    booted from its disks."""
+    from netbind.node import cloud_guest, oci_disks
 
     files, describe, built, reporting = {}, {}, False, True
     for volume in vmi.spec.volumes or []:
@@ -174,10 +178,18 @@ def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None
             continue
         ref = str(volume.container_disk.get("image", ""))
         try:
-            entry = images.disk(ref, guest=guest)
+            entry = images.disk(ref, guest=guest, local_image=local_image)
         except ImageMapError as exc:
             raise UpError(str(exc), phase="images") from None
-        if entry.disk is not None:
+        if entry.local_image is not None:
+            try:
+                found = oci_disks.ensure_disk(ref, entry.local_image, volume.container_disk.get("path") or None,
+                                              progress=lambda text: progress.note("guest", text))
+            except oci_disks.OciDiskError as exc:
+                raise UpError(f"volume {volume.name!r}: {exc}", phase="images", exit_code=2) from None
+            files[volume.name], describe[ref], built = found.path, found.describe(), built or found.built
+            reporting = False    # an image's disk says nothing in our protocol (unless it is ours)
+        elif entry.disk is not None:
             files[volume.name], describe[ref] = Path(entry.disk), f"your disk {entry.disk}"
             reporting = False
         elif entry.boots_disk:
@@ -353,7 +365,7 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         try:
             guest_disks.check_network_config(vmi, cloud_init_image)
         except guest_disks.GuestDiskError as exc:
-            raise UpError(str(exc), phase="validate") from None
+            raise UpError(str(exc), phase="validate", exit_code=2) from None
         info["detail"] = f"admitted {vmi.namespace}/{vmi.metadata.name}" + (
             f"; {len(plugin_plan.hooks)} Plugin domain hook(s)" if plugin_plan else "")
     with clock.phase("render") as info:
@@ -376,10 +388,12 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
         images = options.images or ImageMap.load()
         host = hostmod.detect()
         guest_choice = options.guest or os.environ.get(GUEST_ENV) or None
+        from netbind.node import oci_disks
+        local_image = None if guest_choice else oci_disks.StoreLookup()   # --guest forces: no store lookup
         try:
             resolved = sidecarmod.choose_all(sidecar_containers, images, options.sidecars)
             disk_ref = _container_disk(vmi)
-            disk = images.disk(disk_ref or "", guest=guest_choice)
+            disk = images.disk(disk_ref or "", guest=guest_choice, local_image=local_image)
         except sidecarmod.SidecarError as exc:
             raise UpError(exc.message, phase="images") from None
         except ImageMapError as exc:
@@ -393,13 +407,13 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             raise UpError(f"passt path: {exc}", phase="images") from None
         kernel = base_initrd = bases = None
         if disk.boots_disk:
-            bases, built = _disk_bases(vmi, images, guest_choice, progress)
+            bases, built = _disk_bases(vmi, images, guest_choice, progress, local_image)
             from netbind.node import guest_disks
             try:
                 for base in bases.files.values():
                     guest_disks.check_base(base, native.qemu_ids() if passt_path.native and passt_path.stack else None)
             except (guest_disks.GuestDiskError, native.StackError) as exc:
-                raise UpError(str(exc), phase="images") from None
+                raise UpError(str(exc), phase="images", exit_code=2) from None
             substitutions.append(
                 f"containerDisk {disk_ref} -> {bases.describe[disk_ref]} [{disk.source}], booted from its disk"
                 " (SeaBIOS) through a qcow2 overlay where virt-launcher puts it")
@@ -650,7 +664,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             while True:
                 text = console.read_text(errors="replace") if console.exists() else ""
                 reports = guestmod.parse_reports(text)
-                if status.ready(reports) if reporting else user_disk_ready(text, cloud_init_image is not None):
+                # your own disk may speak our protocol too (netbind's cloud guest image does)
+                if status.ready(reports) or (not reporting and user_disk_ready(text, cloud_init_image is not None)):
                     break
                 if time.monotonic() > deadline:
                     awaited = ("READY" if reporting else "cloud-init's \"finished at\" line" if cloud_init_image
