@@ -114,6 +114,17 @@ def test_bad_xml_is_a_clear_error(data, message):
         Domain.parse(data, max_bytes=64)
 
 
+def test_a_domain_of_a_million_tiny_elements_is_refused_before_its_tree_is_built():
+    import resource
+
+    flood = b"<domain><metadata>" + b"<m/>" * 900_000 + b"</metadata></domain>"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DomainXMLError, match=r"has 900004 tags, over the limit of 100000"):
+        Domain.parse(flood)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000   # KiB: no tree was built
+    Domain.parse(b"<domain>" + b"<m/>" * 1000 + b"</domain>")
+
+
 def test_entities_are_not_expanded_and_files_not_read(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("TOPSECRET")

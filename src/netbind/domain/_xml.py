@@ -11,6 +11,10 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 # gRPC's default message limit is 4 MiB, so nothing larger reaches a hook anyway; the same bound
 # protects direct callers of the parser.
 MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
+# A tree costs libxml2 and lxml ~300 bytes per element: 4 MiB of "<m/>" would be 900,000 elements
+# and a 260 MiB sidecar. A real domain has a few hundred tags (a 16-NIC one about 400); this
+# bound keeps a sidecar's tree under ~30 MiB whatever it is sent.
+MAX_DOMAIN_XML_TAGS = 100_000
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,  # no entity expansion (billion laughs, external entities)
@@ -335,10 +339,15 @@ class Domain:
         self._xml_declaration = xml_declaration
 
     @classmethod
-    def parse(cls, data: bytes | str, *, max_bytes: int = MAX_DOMAIN_XML_BYTES) -> "Domain":
+    def parse(cls, data: bytes | str, *, max_bytes: int = MAX_DOMAIN_XML_BYTES,
+              max_tags: int = MAX_DOMAIN_XML_TAGS) -> "Domain":
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         if len(raw) > max_bytes:
             raise DomainXMLError(f"domain XML is {len(raw)} bytes, over the limit of {max_bytes} bytes")
+        tags = raw.count(b"<")   # counted before parsing: the tree is what costs memory
+        if tags > max_tags:
+            raise DomainXMLError(f"domain XML has {tags} tags, over the limit of {max_tags}"
+                                 " (a libvirt domain has a few hundred)")
         if not raw.strip():
             raise DomainXMLError("domain XML is empty")
         try:
