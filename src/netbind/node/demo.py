@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                                    node.names.directory / "demo-server.log")
     ok = False
     try:
-        options = runtime.UpOptions(wait=True, guest_args=(f"nb.echo={ECHO_PORT}",
+        # the tiny guest (seconds): its probe and echo arguments are the demo's two TCP exchanges;
+        # the default map would boot the cloud guest (`netbind up --guest cloud` shows that one)
+        options = runtime.UpOptions(wait=True, guest="tiny", guest_args=(f"nb.echo={ECHO_PORT}",
                                                             f"nb.probe={multus.WORLD_ADDRESS}:{SERVER_PORT}"))
         try:
             result = runtime.up(manifests, options, _Progress(out))
