@@ -2,12 +2,15 @@
 
 What a hook sidecar needs of gRPC and no more: unary calls (one request message, one reply),
 status codes and messages in trailers, ``grpc-timeout`` deadlines, concurrent streams on one
-connection, a client that dials and hangs up per call, GOAWAY on stop. One I/O thread owns every
-socket and every h2 state machine; handlers run on a few worker threads (or, for calls that never
-block, on the I/O thread itself) and hand their reply back through a wake-up pipe.
+connection, a client that dials and hangs up per call, GOAWAY on stop. Leader and followers: one
+thread at a time (the leader) runs the I/O loop and owns every socket and h2 state machine; when it
+has read a call and another thread is idle, it hands the loop to that thread and runs the handler
+itself, so one thread reads, answers and sends a call (calls that never block run inline). A
+handler's reply goes out from its own thread; what the socket does not take, the leader sends.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import queue
@@ -359,8 +362,13 @@ class UnaryServer:
         self.max_receive_bytes = max_receive_bytes
         self.selector = selectors.DefaultSelector()
         self.stopping = False
-        self._workers = max(1, workers)
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = max(1, workers)   # handlers at once; one more thread leads
+        self._turns = threading.Condition(threading.Lock())   # guards the four below
+        self._idle = 0                 # threads waiting for a turn
+        self._lead_free = False        # the I/O loop waits for a thread to take it
+        self._ready: collections.deque = collections.deque()  # calls read, for any idle thread
+        self._exit = False
+        self._read: list[tuple] = []   # calls read by the leader in its current round
         self._kicked: queue.SimpleQueue = queue.SimpleQueue()   # connections a worker left to the I/O thread
         self._connections: set[_Connection] = set()
         self._listeners: list[socket.socket] = []
@@ -390,13 +398,11 @@ class UnaryServer:
         for listener in self._listeners:
             self.selector.register(listener, selectors.EVENT_READ, "listener")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        for i in range(self._workers):
-            worker = threading.Thread(target=self._work, name=f"netbind-hook-{i}", daemon=True)
-            worker.start()
-            self._threads.append(worker)
-        io = threading.Thread(target=self._loop, name="netbind-hook-io", daemon=True)
-        io.start()
-        self._threads.append(io)
+        self._lead_free = True
+        for i in range(self._workers + 1):
+            thread = threading.Thread(target=self._follow, name=f"netbind-hook-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, grace: float = 2.0) -> None:
         """Refuse new calls, send GOAWAY, let calls in flight finish for up to ``grace`` s, close."""
@@ -413,7 +419,7 @@ class UnaryServer:
 
     # -- called on the I/O thread -------------------------------------------------------------
     def submit(self, conn: _Connection, stream_id: int, method: Method, request: bytes) -> None:
-        self._jobs.put((conn, stream_id, method, request))
+        self._read.append((conn, stream_id, method, request))
 
     def forget(self, conn: _Connection) -> None:
         self._connections.discard(conn)
@@ -428,13 +434,28 @@ class UnaryServer:
             except BlockingIOError:
                 pass  # a wake-up is pending already
 
-    def _work(self) -> None:
+    def _follow(self) -> None:
+        """A thread's life: wait for a turn (lead the I/O loop, or run a call read by the leader)."""
+        turns = self._turns
         while True:
-            job = self._jobs.get()
+            with turns:
+                self._idle += 1
+                while not (self._exit or self._lead_free or self._ready):
+                    turns.wait()
+                self._idle -= 1
+                if self._exit:
+                    return
+                if self._lead_free:   # the loop first: it answers every socket
+                    self._lead_free = False
+                    job = None
+                else:
+                    job = self._ready.popleft()
             if job is None:
-                return
+                job = self._lead()
+                if job is None:
+                    return   # the server has stopped
             self._serve_one(*job)
-            job = None   # a waiting worker keeps nothing of its last call alive
+            job = None   # a waiting thread keeps nothing of its last call alive
 
     def _serve_one(self, conn: _Connection, stream_id: int, method: Method, request: bytes) -> None:
         code, payload, message = _call(method, request)
@@ -447,21 +468,43 @@ class UnaryServer:
             self._kicked.put(conn)
             self._wake()
 
-    def _loop(self) -> None:
+    def _lead(self):
+        """Run the I/O loop until a call has been read and an idle thread can take the loop over;
+        returns that call, to be run on this thread (None once the server has stopped). Without an
+        idle thread the calls wait in ``_ready`` for the first handler thread to finish."""
+        job = None
         try:
-            while not self._tick():
-                pass
+            while True:
+                if self._tick():
+                    return None
+                if not self._read:
+                    continue
+                with self._turns:
+                    job = self._read.pop(0) if self._idle else None
+                    self._ready.extend(self._read)
+                    self._read.clear()
+                    if job is not None:
+                        self._lead_free = True
+                    self._turns.notify(len(self._ready) + (job is not None))
+                if job is not None:
+                    return job
         finally:
-            for conn in list(self._connections):
-                conn.close()
-            for _ in range(self._workers):
-                self._jobs.put(None)
-            self.selector.close()
-            with self._wake_lock:
-                self._wake_closed = True
-                os.close(self._wake_r)
-                os.close(self._wake_w)
-            self.stopped.set()
+            if job is None:   # stopped, or the loop failed: nobody leads after this thread
+                self._shut_down()
+
+    def _shut_down(self) -> None:
+        for conn in list(self._connections):
+            conn.close()
+        with self._turns:
+            self._exit = True
+            self._ready.clear()
+            self._turns.notify_all()
+        self.selector.close()
+        with self._wake_lock:
+            self._wake_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        self.stopped.set()
 
     def _deadlines(self) -> list[tuple[float, _Connection, int]]:
         # scanned, not kept in a heap: a heap would hold every connection until its deadline
