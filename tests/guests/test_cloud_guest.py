@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 FEDORA = "quay.io/kubevirt/fedora-with-test-tooling-container-disk:v1.1.0"
 
 
+def _root_or_fail() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("CI=true: the cloud guest tests need root (netns, libvirt)")
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
+
+
 def test_the_mbr_has_grubs_boot_code_one_active_linux_partition_and_the_signature():
     boot = bytes(range(256)) * 2
     sector = cloud_guest.mbr(boot, 2048, 4194304)
@@ -101,10 +109,9 @@ def test_a_users_own_disk_is_ready_when_cloud_init_finished_or_a_login_is_offere
     assert user_disk_ready("Last login: yesterday\n", cloud_init=False) == ""
 
 
-@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
+@needs_root
 def test_the_user_guide_vm_boots_the_cloud_guest_leases_the_pod_address_and_renews_after_migration(tmp_path):
-    if os.geteuid() != 0:
-        pytest.fail("CI=true: the cloud guest test needs root (netns, libvirt)")
+    _root_or_fail()
     from netbind.api.loading import load_manifests
     from netbind.node import guest, migrate, runtime, sandbox
 
@@ -134,13 +141,6 @@ def test_the_user_guide_vm_boots_the_cloud_guest_leases_the_pod_address_and_rene
 
 
 # ---- the cloud guest with more than the user guide: two NICs, TCP, your own disk, failures --------
-
-def _root_or_fail() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("CI=true: the cloud guest tests need root (netns, libvirt)")
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true", reason="needs root")
 
 TWO_NICS = """\
 apiVersion: kubevirt.io/v1

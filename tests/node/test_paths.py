@@ -59,12 +59,13 @@ def test_remembered_inputs_last_until_apt_lists_change(tmp_path, monkeypatch):
     lists = tmp_path / "lists"
     lists.mkdir()
     monkeypatch.setattr(apt, "_APT_LISTS", lists)
-    apt.remember(tmp_path / "cache", {"kernel": "6.1"})
-    assert apt.remembered(tmp_path / "cache") == {"kernel": "6.1"}
+    apt.remember(tmp_path / "cache", {"kernel": "6.1", "ours": "h1"})
+    assert apt.remembered(tmp_path / "cache", dict, ours="h1") == {"kernel": "6.1", "ours": "h1"}
+    assert apt.remembered(tmp_path / "cache", dict, ours="h2") is None       # our files changed
     os.utime(lists, ns=(0, lists.stat().st_mtime_ns + 1_000_000))   # apt-get update ran
-    assert apt.remembered(tmp_path / "cache") is None
+    assert apt.remembered(tmp_path / "cache", dict, ours="h1") is None
     (tmp_path / "cache" / "inputs.json").write_text("[not json")
-    assert apt.remembered(tmp_path / "cache") is None
+    assert apt.remembered(tmp_path / "cache", dict) is None
 
 
 def test_remove_tree_outlasts_a_file_landing_while_it_walks_and_names_what_stands(tmp_path, monkeypatch):

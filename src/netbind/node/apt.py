@@ -9,6 +9,9 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _APT_LISTS = Path("/var/lib/apt/lists")
@@ -59,15 +62,22 @@ def stamp() -> str:
         return ""
 
 
-def remembered(cache: Path) -> dict | None:
-    """The inputs last ``remember``-ed in ``cache``, if apt's lists did not change since."""
+def remembered(cache: Path, kind: Callable[..., T], **expected: Any) -> T | None:
+    """The inputs last ``remember``-ed in ``cache`` as a ``kind``, if apt's lists did not change
+    since and each ``expected`` field (our own files' hash) still has its value."""
     try:
         data = json.loads((cache / _REMEMBERED).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("apt") != stamp() or not isinstance(data.get("inputs"), dict):
         return None
-    return data["inputs"]
+    inputs = data["inputs"]
+    if any(inputs.get(key) != value for key, value in expected.items()):
+        return None
+    try:
+        return kind(**inputs)
+    except TypeError:   # written by another version of the inputs
+        return None
 
 
 def remember(cache: Path, inputs: dict) -> None:

@@ -93,16 +93,6 @@ def resolve_inputs() -> CloudGuestInputs:
                             records["cloud-init"]["Version"], _files_sha256())
 
 
-def _cached_inputs(cache: Path) -> CloudGuestInputs | None:
-    data = apt.remembered(cache)
-    if data is None or data.get("files_sha256") != _files_sha256():
-        return None
-    try:
-        return CloudGuestInputs(**data)
-    except TypeError:
-        return None
-
-
 def _load(directory: Path, built: bool) -> CloudGuest | None:
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
@@ -114,7 +104,7 @@ def _load(directory: Path, built: bool) -> CloudGuest | None:
 def ensure_cloud_guest(cache: Path | None = None, progress=None) -> CloudGuest:
     """The cloud guest for the current inputs, built on first use (about 3 minutes; cached)."""
     cache = cache or cache_dir()
-    inputs = _cached_inputs(cache)
+    inputs = apt.remembered(cache, CloudGuestInputs, files_sha256=_files_sha256())
     if inputs is not None:
         found = _load(cache / inputs.key(), built=False)
         if found is not None:

@@ -102,21 +102,11 @@ def _complete(directory: Path) -> bool:
     return (directory / "manifest.json").is_file()
 
 
-def _cached_inputs(cache: Path) -> GuestInputs | None:
-    data = apt.remembered(cache)
-    if data is None or data.get("programs_sha256") != _programs_sha256():
-        return None
-    try:
-        return GuestInputs(**data)
-    except TypeError:
-        return None
-
-
 def ensure_guest(inputs: GuestInputs | None = None, cache: Path | None = None) -> GuestImage:
     """The guest image for the current inputs, built on first use."""
     cache = cache or guest_cache_dir()
     if inputs is None:
-        inputs = _cached_inputs(cache)
+        inputs = apt.remembered(cache, GuestInputs, programs_sha256=_programs_sha256())
         if inputs is not None and _complete(cache / inputs.key()):
             return _image(cache / inputs.key(), inputs, built=False)
         inputs = None
