@@ -98,10 +98,11 @@ def _allows(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
     return (st.st_mode >> shift) & bits == bits
 
 
-def check_base(path: Path, qemu_ids: tuple[int, int] | None, info: Callable[[Path], dict] = image_info) -> None:
+def check_base(path: Path, qemu_ids: tuple[int, int] | None, info: Callable[[Path], dict] = image_info) -> dict:
     """A disk standing in for a containerDisk must be one QEMU can open: readable by the user QEMU
     runs as (``qemu_ids``; None: root) through every directory above it, and a disk image. Raw is
-    qemu-img's answer for any file at all, so a raw one must at least carry a boot sector."""
+    qemu-img's answer for any file at all, so a raw one must at least carry a boot sector. Returns
+    qemu-img's facts (what ``plan`` needs of it)."""
     path = path.resolve()
     if qemu_ids is not None:
         uid, gid = qemu_ids
@@ -119,6 +120,7 @@ def check_base(path: Path, qemu_ids: tuple[int, int] | None, info: Callable[[Pat
             raise GuestDiskError(f"{path}: not a disk image: qemu-img reads it as raw data, and it has no"
                                  " boot sector (MBR or GPT); give a qcow2 or raw disk image, e.g. a cloud"
                                  " image as downloaded")
+    return facts
 
 
 def check_network_config(vmi, image: disksmod.CloudInitImage | None) -> None:

@@ -163,6 +163,7 @@ class DiskBases:
     files: dict[str, Path]        # containerDisk volume -> the local disk file standing in for its image
     describe: dict[str, str]      # image reference -> what stands in for it
     reporting: bool = True        # every disk is the cloud guest, which reports on the console (NB: ...)
+    facts: dict[Path, dict] = field(default_factory=dict)   # qemu-img's view of each file, once checked
 
 
 def _disk_bases(vmi: VirtualMachineInstance, images: ImageMap, guest: str | None, progress,
@@ -410,8 +411,8 @@ def up(manifests: Manifests, options: UpOptions | None = None, progress: Progres
             bases, built = _disk_bases(vmi, images, guest_choice, progress, local_image)
             from netbind.node import guest_disks
             try:
-                for base in bases.files.values():
-                    guest_disks.check_base(base, native.qemu_ids() if passt_path.native and passt_path.stack else None)
+                qemu_ids = native.qemu_ids() if passt_path.native and passt_path.stack else None
+                bases.facts.update({base: guest_disks.check_base(base, qemu_ids) for base in bases.files.values()})
             except (guest_disks.GuestDiskError, native.StackError) as exc:
                 raise UpError(str(exc), phase="images", exit_code=2) from None
             substitutions.append(
@@ -593,7 +594,8 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             from netbind.node import guest_disks
 
             try:
-                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, cloud_init_image)
+                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, cloud_init_image,
+                                             info=bases.facts.__getitem__)
                 guest_disks.place(disk_plan, libvirtd.layout.host_path)
             except guest_disks.GuestDiskError as exc:
                 raise UpError(str(exc)) from None
