@@ -39,13 +39,15 @@ def oracle14_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def built_images():
-    """netbind's images (sidecars, CNI installer), built once per run (kept between runs while their inputs hold)."""
+    """netbind's images (sidecars, CNI installer), built once per run (kept between runs while their inputs hold).
+    Not the cloud guest's containerDisk: it needs the cloud guest built (minutes), and the tests that use
+    it (tests/guests) build it themselves."""
     from netbind import images
     from netbind.testing import require_podman
 
     require_podman()
     try:
-        return {b.name: b for b in images.ensure(all_=True)}
+        return {b.name: b for b in images.ensure(["passt", "bridge", "cni"])}
     except (images.ImageBuildError, images.BaseImageError) as exc:
         pytest.fail(f"building the images failed: {exc}", pytrace=False)
 

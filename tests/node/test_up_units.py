@@ -116,3 +116,23 @@ def test_delegate_config_gets_cni_args_and_the_device_plugins_device_id():
     assert "deviceID" not in mastered["plugins"][0]
     assert multus.device_id_of({multus.RESOURCE_ANNOTATION: "macvtap.network.kubevirt.io/eth0"}) == "eth0"
     assert multus.device_id_of({}) is None
+
+
+def test_console_follower_reads_what_was_appended_and_reports_only_complete_lines(tmp_path):
+    from netbind.node.guest import ConsoleFollower
+
+    console = tmp_path / "console.log"
+    follower = ConsoleFollower(console)
+    assert not follower.poll()   # no file yet
+    console.write_bytes(b"[ 0.1] boot\nNB: LEASE iface=eth0 ip=10.0.2.15\nNB: REA")
+    assert follower.poll()
+    assert [(r.word, r.fields) for r in follower.reports] == [("LEASE", {"iface": "eth0", "ip": "10.0.2.15"})]
+    with console.open("ab") as out:
+        out.write("DY uptime=3.1 caf\u00e9".encode()[:-1])   # a character cut in two
+    assert follower.poll()
+    assert [r.word for r in follower.reports] == ["LEASE"]
+    with console.open("ab") as out:
+        out.write("\u00e9".encode()[-1:] + b"\ndebian login: ")
+    assert follower.poll() and not follower.poll()
+    assert follower.reports[-1].fields == {"uptime": "3.1"}
+    assert follower.text.endswith("NB: READY uptime=3.1 caf\u00e9\ndebian login: ")   # the prompt has no newline

@@ -262,6 +262,53 @@ def test_written_iso_has_the_label_and_files(tmp_path, volume, label):
         assert content == data
 
 
+def _iso_files(iso: Path) -> dict[str, bytes]:
+    listing = subprocess.run([_isoinfo(), "-R", "-f", "-i", str(iso)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    return {name.lstrip("/"): subprocess.run([_isoinfo(), "-R", "-i", str(iso), "-x", name], capture_output=True,
+                                             check=True).stdout for name in listing}
+
+
+def test_an_iso_written_ahead_is_placed_with_the_planned_files_and_its_staging_removed(tmp_path):
+    from netbind.node import guest_disks
+
+    image = disks.cloud_init_image(_vmi([], [{"name": "ci", "cloudInitNoCloud": {
+        "userData": "#cloud-config\n", "networkData": "version: 2\n"}}]))
+    pending = guest_disks.PendingIso(image)
+    staging = pending._dir
+    plan = guest_disks.DiskPlan((), (), (guest_disks.Iso("ci", "/pod/ci/noCloud.iso", image),), "")
+    guest_disks.place(plan, lambda pod_path: tmp_path / pod_path.lstrip("/"), written={"ci": pending})
+    iso = tmp_path / "pod" / "ci" / "noCloud.iso"
+    assert _iso_files(iso) == image.files
+    assert oct(iso.stat().st_mode & 0o777) == "0o644"
+    assert not staging.exists()
+
+
+def test_an_iso_written_ahead_for_other_content_is_not_used(tmp_path):
+    from netbind.node import guest_disks
+
+    first = disks.cloud_init_image(_vmi([], [{"name": "ci", "cloudInitNoCloud": {"userData": "#cloud-config\n"}}]))
+    hooked = disks.cloud_init_image(_vmi([], [{"name": "ci", "cloudInitNoCloud": {"userData": "#hooked\n"}}]))
+    pending = guest_disks.PendingIso(first)
+    plan = guest_disks.DiskPlan((), (), (guest_disks.Iso("ci", "/ci.iso", hooked),), "")
+    guest_disks.place(plan, lambda pod_path: tmp_path / pod_path.lstrip("/"), written={"ci": pending})
+    assert _iso_files(tmp_path / "ci.iso")["user-data"] == b"#hooked\n"
+    pending.discard()
+    assert not pending._dir.exists()
+
+
+def test_an_iso_that_fails_ahead_fails_at_place_and_leaves_nothing(tmp_path, monkeypatch):
+    from netbind.node import guest_disks
+
+    monkeypatch.setattr(disks, "iso_tool", lambda: shutil.which("false"))   # xorrisofs failing
+    image = disks.cloud_init_image(_vmi([], [{"name": "ci", "cloudInitNoCloud": {"userData": "#cloud-config\n"}}]))
+    pending = guest_disks.PendingIso(image)
+    plan = guest_disks.DiskPlan((), (), (guest_disks.Iso("ci", "/ci.iso", image),), "")
+    with pytest.raises(subprocess.CalledProcessError):
+        guest_disks.place(plan, lambda pod_path: tmp_path / pod_path.lstrip("/"), written={"ci": pending})
+    assert not pending._dir.exists() and not (tmp_path / "ci.iso").exists()
+
+
 # --- integration -----------------------------------------------------------------------------------
 
 

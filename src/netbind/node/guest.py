@@ -246,3 +246,41 @@ def parse_reports(console: str) -> list[Report]:
         word, *pairs = rest.split()
         reports.append(Report(word, dict(p.split("=", 1) for p in pairs if "=" in p)))
     return reports
+
+
+class ConsoleFollower:
+    """A serial console file as it grows: each ``poll`` reads only what was appended, and reports
+    are parsed from the complete lines it brought (a cloud guest's console reaches ~100 KB;
+    waiting loops poll it every 10 ms)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.reports: list[Report] = []
+        self._lines: list[str] = []
+        self._offset = 0
+        self._partial = b""
+
+    @property
+    def text(self) -> str:
+        """All read so far, the unfinished last line included (a login prompt ends without one)."""
+        return "".join(self._lines) + self._partial.decode(errors="replace")
+
+    def poll(self) -> bool:
+        """Read what was appended; True when there was something."""
+        try:
+            with open(self.path, "rb") as console:
+                console.seek(self._offset)
+                data = console.read()
+        except FileNotFoundError:
+            return False
+        if not data:
+            return False
+        self._offset += len(data)
+        data = self._partial + data
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        if end:
+            lines = data[:end].decode(errors="replace")
+            self._lines.append(lines)
+            self.reports += parse_reports(lines)
+        return True

@@ -10,14 +10,18 @@ KubeVirt's domain (``netbind.launcher.disks``) names, for a containerDisk, a qco
 to the local file (the cloud guest in the cache, or the user's own disk), never written; the
 overlay takes every write, as in KubeVirt.
 
-``plan()`` is pure (what goes where); ``place()`` makes the files.
+``plan()`` is pure (what goes where); ``place()`` makes the files. ``PendingIso`` writes the
+cloud-init ISO ahead, as soon as its content is final (after PreCloudInitIso).
 """
 from __future__ import annotations
 
 import json
 import os
+import atexit
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -219,9 +223,49 @@ def _qemu_img(*args: str, what: str) -> None:
         raise GuestDiskError(f"{what}: qemu-img {args[0]} failed: {proc.stderr.strip()[-300:]}")
 
 
-def place(disk_plan: DiskPlan, host_path: Callable[[str], Path]) -> None:
+class PendingIso:
+    """A cloud-init ISO being written on a thread, into a directory of its own outside the pod.
+
+    xorrisofs takes ~0.1 s for a few files, almost all of it a fixed wait in its write loop, so up
+    starts it once the content is final and lets it run beside the domain's definition; ``place``
+    takes the file. Whatever happens to up, the directory goes: with ``take``, with ``discard``
+    or at the process's exit."""
+
+    def __init__(self, image: disksmod.CloudInitImage):
+        self.image = image
+        self._dir = Path(tempfile.mkdtemp(prefix="nb-cidata-"))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name=f"nb-iso-{image.volume}")
+        atexit.register(self.discard)
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            disksmod.write_iso(self.image, self._dir / "cidata.iso")
+        except BaseException as exc:   # handed to take(), on the caller's thread
+            self._error = exc
+
+    def take(self, target: Path) -> None:
+        """Move the finished ISO to ``target``; xorrisofs's failure is raised here."""
+        self._thread.join()
+        try:
+            if self._error is not None:
+                raise self._error
+            shutil.move(str(self._dir / "cidata.iso"), target)   # /tmp may be another filesystem
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self._thread.join()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        atexit.unregister(self.discard)
+
+
+def place(disk_plan: DiskPlan, host_path: Callable[[str], Path],
+          written: Mapping[str, PendingIso] | None = None) -> None:
     """Make the planned files in the pod's directories (``host_path`` maps a pod path to the host).
-    They live in the pod's directory, so the pod's teardown removes them."""
+    They live in the pod's directory, so the pod's teardown removes them. ``written``: ISOs
+    started ahead, by volume (used when their content is the planned one)."""
     for overlay in disk_plan.overlays:
         link = host_path(overlay.backing)
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +283,11 @@ def place(disk_plan: DiskPlan, host_path: Callable[[str], Path]) -> None:
     for iso in disk_plan.isos:
         target = host_path(iso.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        disksmod.write_iso(iso.image, target)
+        pending = (written or {}).get(iso.volume)
+        if pending is not None and pending.image == iso.image:
+            pending.take(target)
+        else:
+            disksmod.write_iso(iso.image, target)
         os.chmod(target, 0o644)
 
 

@@ -321,12 +321,22 @@ def await_socket(pod: Pod, layout: Layout, record: procs.ProcessRecord, timeout:
 class PrivateLibvirtd:
     """A running libvirtd in a pod's netns; its domains are recorded in the pod's journal."""
 
-    def __init__(self, pod: Pod, layout: Layout, record: procs.ProcessRecord):
+    def __init__(self, pod: Pod, layout: Layout, record: procs.ProcessRecord,
+                 pending: tuple[float, str] | None = None):
         self.pod, self.layout, self.record = pod, layout, record
         self._conn: libvirt.virConnect | None = None
+        self._pending = pending   # (deadline, what) until its socket is seen open
+
+    def ready(self) -> None:
+        """Wait for the socket of a libvirtd started with ``wait=False`` (the first use of ``conn``
+        does): up lets it start while the sidecars start and the hooks run."""
+        if self._pending is not None:
+            deadline, what = self._pending
+            await_socket(self.pod, self.layout, self.record, max(0.0, deadline - time.monotonic()), what)
+            self._pending = None
 
     @classmethod
-    def start(cls, pod: Pod, timeout: float = 15.0) -> "PrivateLibvirtd":
+    def start(cls, pod: Pod, timeout: float = 15.0, wait: bool = True) -> "PrivateLibvirtd":
         layout = Layout(pod.names.directory / "libvirt")
         if len(str(layout.socket)) > _SUN_PATH_MAX:
             raise LibvirtError(f"{layout.socket} is longer than a unix socket path may be ({_SUN_PATH_MAX});"
@@ -338,9 +348,13 @@ class PrivateLibvirtd:
         # not inherit the pinning: libvirt resets its affinity to all online CPUs.
         argv = ["taskset", "--cpu-list", "0", "libvirtd", "--pid-file", str(layout.pidfile)]
         binds = tuple(procs.Bind(layout.dir(host), host) for host in MOUNTS)
-        record = pod.start(pod.process_spec("libvirtd", argv, binds=binds, devices=pod_tap_devices(pod.netns)))
-        await_socket(pod, layout, record, timeout, "libvirtd")
-        return cls(pod, layout, record)
+        # no settle wait: await_socket watches it
+        record = pod.start(pod.process_spec("libvirtd", argv, binds=binds, devices=pod_tap_devices(pod.netns)),
+                           settle=0)
+        daemon = cls(pod, layout, record, (time.monotonic() + timeout, "libvirtd"))
+        if wait:
+            daemon.ready()
+        return daemon
 
     def hand_to_qemu(self, path: Path) -> None:
         """Make a host directory this libvirtd's QEMU creates files in (a migration socket's)
@@ -349,6 +363,7 @@ class PrivateLibvirtd:
     @property
     def conn(self) -> libvirt.virConnect:
         if self._conn is None:
+            self.ready()
             self._conn = libvirt.open(self.layout.uri)
         return self._conn
 

@@ -23,6 +23,7 @@ import os
 import pwd
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,10 +94,11 @@ def select(option: str | None = None) -> PasstPath:
     return choose(mode, host, cached_stack(), ensure_stack)
 
 
-def start_libvirtd(pod: Pod, path: PasstPath) -> lv.PrivateLibvirtd:
+def start_libvirtd(pod: Pod, path: PasstPath, wait: bool = True) -> lv.PrivateLibvirtd:
+    """The pod's libvirtd; ``wait=False`` returns once it is spawned (its first use waits)."""
     if path.native and path.stack is not None:
-        return NativeLibvirtd.start(pod, path.stack)
-    return lv.PrivateLibvirtd.start(pod)
+        return NativeLibvirtd.start(pod, path.stack, wait=wait)
+    return lv.PrivateLibvirtd.start(pod, wait=wait)
 
 
 # ---- the native private libvirtd ---------------------------------------------------------------
@@ -130,7 +132,8 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         os.chown(path, uid, gid)
 
     @classmethod
-    def start(cls, pod: Pod, stack: NativeStack, timeout: float = 15.0) -> "NativeLibvirtd":  # type: ignore[override]
+    def start(cls, pod: Pod, stack: NativeStack, timeout: float = 15.0,  # type: ignore[override]
+              wait: bool = True) -> "NativeLibvirtd":
         layout = lv.Layout(pod.names.directory / "libvirt")
         if len(str(layout.socket)) > lv._SUN_PATH_MAX:
             raise lv.LibvirtError(f"{layout.socket} is longer than a unix socket path may be; use a shorter"
@@ -165,10 +168,12 @@ class NativeLibvirtd(lv.PrivateLibvirtd):
         if stack.lib_dir is not None:
             env["LD_LIBRARY_PATH"] = str(stack.lib_dir)
         record = pod.start(pod.process_spec("libvirtd", argv, env=env, devices=devices,
-                                            binds=[procs.Bind(Path(source), target) for source, target in binds]))
-        lv.await_socket(pod, layout, record, timeout, f"libvirtd ({stack.libvirtd})")
-        daemon = cls(pod, layout, record)
+                                            binds=[procs.Bind(Path(source), target) for source, target in binds]),
+                           settle=0)   # await_socket watches it
+        daemon = cls(pod, layout, record, (time.monotonic() + timeout, f"libvirtd ({stack.libvirtd})"))
         daemon.stack = stack
+        if wait:
+            daemon.ready()
         return daemon
 
 

@@ -507,9 +507,11 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     # -- kubelet: the sidecar containers; virt-launcher's libvirtd starts meanwhile
     records = []
     with clock.phase("sidecars+libvirtd") as info:
-        records = start_sidecars(pod, resolved, pod_manifest, pod_name, vmi.namespace)
         from netbind.node.native import start_libvirtd
-        libvirtd = start_libvirtd(pod, passt_path)
+        # spawned, not awaited: it opens its socket while the sidecars start and the hooks run
+        # (its first use, define, waits for it)
+        libvirtd = start_libvirtd(pod, passt_path, wait=False)
+        records = start_sidecars(pod, resolved, pod_manifest, pod_name, vmi.namespace)
         limits = confine_compute(pod, pod_manifest, libvirtd.record.pid, _binding_overhead(vmi, config, profile))
         for line in limits:
             clock.progress.note("limits", line)
@@ -522,7 +524,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
     with clock.phase("hooks") as info:
         hook_records = sidecarmod.hook_api_sidecars(records)
         await_hook_sockets(pod, hook_records, options.socket_timeout)
-        manager = HookManager(pod.names.hooks_dir, poll_period=0.02)
+        manager = HookManager(pod.names.hooks_dir, poll_period=0.005)
         plugin_outcomes: list = []
 
         def define_once(xml: bytes) -> bytes:
@@ -567,66 +569,78 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: this host's libvirt and QEMU
     with clock.phase("domain") as info:
-        domain_xml, dropped = _localize(domain_xml)
-        if dropped:
-            substitutions.append(f"domain: {' and '.join(dropped)} dropped (no display; the serial console goes to"
-                                 " a file: netbind console)")
-        passt_nics = []
-        substitutions.append(passt_path.describe())
-        if not passt_path.native:
-            try:
-                domain_xml, passt_nics = passtmod.substitute(domain_xml,
-                                                             lambda alias: POD_PASST_SOCKETS / f"{alias}.sock")
-            except passtmod.PasstSubstitutionError as exc:
-                raise UpError(str(exc)) from None
-        import resource
-        _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
-        for i, nic in enumerate(passt_nics):
-            passt_nics[i], limited = passtmod.fit_to_limit(nic, nofile)
-            if limited:
-                substitutions.append(f"passt: {limited}")
-        for nic in passt_nics:
-            substitutions.append(f"passt (recipe R6a): {nic.describe()}")
-        if not host.kvm:
-            domain_xml = lv.to_tcg(domain_xml)
-            substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
-        if bases is not None:
-            from netbind.node import guest_disks
+        from netbind.node import guest_disks
 
-            try:
-                disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, cloud_init_image,
-                                             info=bases.facts.__getitem__)
-                guest_disks.place(disk_plan, libvirtd.layout.host_path)
-            except guest_disks.GuestDiskError as exc:
-                raise UpError(str(exc)) from None
-            substitutions += disk_plan.describe()
-            disks_state = disk_plan.to_json()
-            domain_xml = lv.with_serial_log(disk_plan.domain_xml, POD_CONSOLE)
-        else:
-            disks_state = None
-            try:
-                seed = _tiny_guest_seed(cloud_init_image)
-                if seed:
-                    guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None, False).initrd_with_seed(
-                        seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))
-                initrd = POD_SEEDED_INITRD if seed else base_initrd
-            except SeedError as exc:
-                raise UpError(f"cloudInitNoCloud: {exc}") from None
-            if seed:
-                substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
-            cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
-            domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline),
-                                            POD_CONSOLE)
-        (pod.names.directory / "domain.xml").write_text(domain_xml)
-        for nic in passt_nics:
-            start_passt(pod, libvirtd.layout, nic, host.passt or "passt")
-        name = etree.fromstring(domain_xml.encode()).findtext("name")
+        # its content is final after PreCloudInitIso: xorrisofs runs while the domain is defined
+        pending_iso = guest_disks.PendingIso(cloud_init_image) if bases is not None and cloud_init_image else None
         try:
-            libvirtd.define(domain_xml)
-        except lv.LibvirtError as exc:
-            raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
-        info["detail"] = (f"domain {name} defined (passt native)" if passt_path.native else
-                          f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)")
+            domain_xml, dropped = _localize(domain_xml)
+            if dropped:
+                substitutions.append(f"domain: {' and '.join(dropped)} dropped (no display; the serial console"
+                                     " goes to a file: netbind console)")
+            passt_nics = []
+            substitutions.append(passt_path.describe())
+            if not passt_path.native:
+                try:
+                    domain_xml, passt_nics = passtmod.substitute(
+                        domain_xml, lambda alias: POD_PASST_SOCKETS / f"{alias}.sock")
+                except passtmod.PasstSubstitutionError as exc:
+                    raise UpError(str(exc)) from None
+            import resource
+            _, nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+            for i, nic in enumerate(passt_nics):
+                passt_nics[i], limited = passtmod.fit_to_limit(nic, nofile)
+                if limited:
+                    substitutions.append(f"passt: {limited}")
+            for nic in passt_nics:
+                substitutions.append(f"passt (recipe R6a): {nic.describe()}")
+            if not host.kvm:
+                domain_xml = lv.to_tcg(domain_xml)
+                substitutions.append(f"accel: KVM -> TCG ({host.kvm_note})")
+            disk_plan = None
+            if bases is not None:
+                try:
+                    disk_plan = guest_disks.plan(vmi, domain_xml, bases.files, cloud_init_image,
+                                                 info=bases.facts.__getitem__)
+                except guest_disks.GuestDiskError as exc:
+                    raise UpError(str(exc)) from None
+                substitutions += disk_plan.describe()
+                disks_state = disk_plan.to_json()
+                domain_xml = lv.with_serial_log(disk_plan.domain_xml, POD_CONSOLE)
+            else:
+                disks_state = None
+                try:
+                    seed = _tiny_guest_seed(cloud_init_image)
+                    if seed:
+                        guestmod.GuestImage(base_initrd.parent, kernel, base_initrd, None,
+                                            False).initrd_with_seed(seed, libvirtd.layout.host_path(POD_SEEDED_INITRD))
+                    initrd = POD_SEEDED_INITRD if seed else base_initrd
+                except SeedError as exc:
+                    raise UpError(f"cloudInitNoCloud: {exc}") from None
+                if seed:
+                    substitutions.append("cloudInitNoCloud -> NoCloud seed in the initramfs (after PreCloudInitIso)")
+                cmdline = " ".join([guestmod.DEFAULT_CMDLINE, disk.cmdline, *options.guest_args]).strip()
+                domain_xml = lv.with_serial_log(lv.with_direct_kernel_boot(domain_xml, kernel, initrd, cmdline),
+                                                POD_CONSOLE)
+            (pod.names.directory / "domain.xml").write_text(domain_xml)
+            for nic in passt_nics:
+                start_passt(pod, libvirtd.layout, nic, host.passt or "passt")
+            name = etree.fromstring(domain_xml.encode()).findtext("name")
+            try:
+                libvirtd.define(domain_xml)
+            except lv.LibvirtError as exc:
+                raise UpError(f"virt-launcher: {exc}", details=sidecar_logs()) from None
+            if disk_plan is not None:   # the files are needed at start, not at define
+                try:
+                    guest_disks.place(disk_plan, libvirtd.layout.host_path,
+                                      written={pending_iso.image.volume: pending_iso} if pending_iso else None)
+                except guest_disks.GuestDiskError as exc:
+                    raise UpError(str(exc)) from None
+            info["detail"] = (f"domain {name} defined (passt native)" if passt_path.native else
+                              f"domain {name} defined ({len(passt_nics)} passt NIC(s) substituted)")
+        finally:
+            if pending_iso is not None:
+                pending_iso.discard()
     with clock.phase("start") as info:
         try:
             libvirtd.start_domain(name)
@@ -659,15 +673,16 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     if options.wait:
         with clock.phase("guest lease") as info:
-            console = Path(state["console"])
+            console = guestmod.ConsoleFollower(Path(state["console"]))
             wait_timeout = options.wait_timeout or (DISK_BOOT_WAIT if bases is not None else DEFAULT_WAIT)
             reporting = bases is None or bases.reporting
             deadline = time.monotonic() + wait_timeout
             while True:
-                text = console.read_text(errors="replace") if console.exists() else ""
-                reports = guestmod.parse_reports(text)
+                grew = console.poll()
+                text, reports = console.text, console.reports
                 # your own disk may speak our protocol too (netbind's cloud guest image does)
-                if status.ready(reports) or (not reporting and user_disk_ready(text, cloud_init_image is not None)):
+                if grew and (status.ready(reports) or
+                             (not reporting and user_disk_ready(text, cloud_init_image is not None))):
                     break
                 if time.monotonic() > deadline:
                     awaited = ("READY" if reporting else "cloud-init's \"finished at\" line" if cloud_init_image

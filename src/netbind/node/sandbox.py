@@ -346,13 +346,14 @@ class Pod:
                                  devices=tuple(devices), log=self.names.logs_dir / f"{name}.log",
                                  pidfile=self.names.directory / "pids" / f"{name}.pid")
 
-    def start(self, spec: procs.ProcessSpec) -> procs.ProcessRecord:
+    def start(self, spec: procs.ProcessSpec, settle: float = 0.05) -> procs.ProcessRecord:
+        """``settle``: procs.start's; 0 where the caller's readiness wait watches the process too."""
         for bind in spec.binds:
             if bind.target == HOOKS_TARGET:  # the sidecar's own sockets subdirectory
                 bind.source.mkdir(parents=True, exist_ok=True)
         entry = self.journal.intend("process", spec.name, log=str(spec.log), pidfile=str(spec.pidfile))
         try:
-            record = procs.start(spec)
+            record = procs.start(spec, settle)
         except Exception:
             self.journal.undo(since=self.journal.entries.index(entry))
             raise

@@ -239,7 +239,7 @@ def start(pod: sandbox.Pod, choices: Sequence[SidecarChoice], pod_manifest: Mapp
                                         hooks_subdir=choice.container if serves_hook_api(choice.container) else None,
                                         podinfo=podinfo, binds=binds)
         try:
-            record = pod.start(process_spec)
+            record = pod.start(process_spec, settle=0)   # await_hook_sockets watches it
         except procs.ProcessError as exc:
             raise SidecarError(f"sidecar {choice.container} ({choice.image}) failed to start",
                                details=str(exc)) from None
