@@ -44,15 +44,47 @@ _BUILD_DIR = re.compile(r"[0-9a-f]{16}|\.build-.*")
 
 def prune_builds(base: Path, keep: Path, retention: float = BUILD_RETENTION_SECONDS) -> None:
     """Remove cached builds (hash-named directories, abandoned ``.build-*``) other than ``keep``
-    that are older than ``retention``."""
+    that are older than ``retention`` and that no process holds a file of open or mapped (a
+    running VM's disk or a running libvirtd's binaries: its migration would need them again)."""
     horizon = time.time() - retention
+    candidates = []
     for entry in base.iterdir():
         try:
             old = entry.stat().st_mtime < horizon
         except FileNotFoundError:
             continue
         if entry.is_dir() and entry != keep and old and _BUILD_DIR.fullmatch(entry.name):
+            candidates.append(entry)
+    if not candidates:
+        return
+    held = files_in_use()
+    for entry in candidates:
+        prefix = f"{entry.resolve()}/"
+        if not any(path.startswith(prefix) for path in held):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def files_in_use() -> set[str]:
+    """The paths of the files the processes we can see hold open (``/proc/PID/fd``) or mapped
+    (``/proc/PID/maps``: executables and libraries)."""
+    held: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(proc / "fd"):
+                try:
+                    held.add(os.readlink(fd.path))
+                except OSError:
+                    pass
+            with open(proc / "maps") as maps:
+                for line in maps:
+                    fields = line.split(None, 5)   # address perms offset dev inode [path]
+                    if len(fields) == 6 and fields[5].startswith("/"):
+                        held.add(fields[5].rstrip("\n"))
+        except OSError:   # gone meanwhile, or not ours to read
+            continue
+    return held
 
 
 @contextmanager
