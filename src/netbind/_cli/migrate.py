@@ -74,7 +74,10 @@ def migrate(name, wait, timeout, output, images_file):
         console.print(f"  link-refresh {line['interface']}: {line['how']}, {line['ms']} ms", highlight=False)
     for sidecar, what in result.shutdown.items():
         console.print(f"  source {sidecar}: {what}", highlight=False, markup=False)
-    if result.lease:
+    if result.lease.get("source") == "guest-agent":
+        console.print(f"  guest agent: new address {result.lease['ip']} on {result.lease['iface']}, seen"
+                      f" {result.lease['link_refresh_to_address_ms']} ms after link-refresh", highlight=False)
+    elif result.lease:
         console.print(f"  guest: new lease {result.lease['ip']} on {result.lease['iface']},"
                       f" {result.lease['link_up_to_lease_ms']} ms after link up", highlight=False)
     _print_interfaces(console, vmi)
