@@ -12,7 +12,9 @@ from netbind._cli.runtime import _RichProgress, _console, _print_interfaces
 
 @click.command()
 @click.argument("name")
-@click.option("--wait", is_flag=True, help="Return once the guest has taken its new lease on the target.")
+@click.option("--wait", is_flag=True,
+              help="Return once the guest has taken its new lease (or, says its guest agent, a new address)"
+                   " on the target.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds --wait waits for the new lease.")
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
               help="text: phases as they finish; json: the result (VMI, phases, libvirt's job, link-refresh);"

@@ -211,7 +211,8 @@ def agent_interfaces(guest_info: dict[str, Any]) -> list[AgentInterface]:
     return found
 
 
-def query_agent_interfaces(domain: libvirt.virDomain, timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
+def query_agent_interfaces(domain: libvirt.virDomain,
+                           timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
     """The guest's interfaces from its QEMU guest agent, or None when no agent answers (none in
     the guest, not started yet, or slower than ``timeout`` seconds): a guest without one is no error."""
     try:
