@@ -79,6 +79,8 @@ def from_pod_links(vmi: dict[str, Any], links: dict[str, dict], sidecars: list[s
     used = {"lo"}
     networks = []
     for status in vmi.get("status", {}).get("interfaces", []):
+        if not status.get("name"):
+            continue    # an interface only the guest agent knows (no domain NIC): nothing of the pod's
         pod_iface = status.get("podInterfaceName")
         network = Network(name=status["name"], kind=f"interface status ({status.get('infoSource', '?')})",
                           binding="", pod_interface=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -296,12 +297,19 @@ def _user_guide_vm(tmp_path: Path, **cloud_init) -> Path:
 
 
 @needs_root
-def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_finishing(tmp_path, monkeypatch):
-    """A disk of the user's (here the cloud guest's file, with its READY report removed by user
-    data, as a stranger's image would have none) is booted unchanged; `--wait` ends on cloud-init's
-    final line on the console, and the file is never written."""
+def test_your_own_disk_boots_through_an_overlay_and_status_shows_its_guest_agents_addresses(tmp_path, monkeypatch):
+    """A disk of the user's (here the cloud guest's file, with its console reports removed by user
+    data, as a stranger's image would have none) is booted unchanged; its QEMU guest agent tells
+    the addresses: `up --wait` waits for the NIC's, `status` (text and -o json) shows them matched
+    by MAC with KubeVirt's infoSource, and `migrate --wait` waits for the target pod's address
+    after link-refresh. The file is never written."""
     _root_or_fail()
+    import json
+
+    from click.testing import CliRunner
+
     from netbind.api.loading import load_manifests
+    from netbind.cli import cli
     from netbind.node import migrate, runtime, sandbox
 
     disk = cloud_guest.ensure_cloud_guest().disk
@@ -314,17 +322,81 @@ def test_your_own_disk_boots_through_an_overlay_and_wait_ends_on_cloud_init_fini
         result = runtime.up(load_manifests([vm]), runtime.UpOptions(
             runtime=run_dir, wait=True, wait_timeout=240, images=_own_disk_map(tmp_path, disk, monkeypatch)))
         assert any(f"your disk {disk}" in s for s in result.substitutions)
-        console = Path(runtime.load_state(result.pod)["console"]).read_text(errors="replace")
-        # up returned without the READY it waits for on the cloud guest: cloud-init's line ended it
-        assert "NB: READY" not in console and runtime.user_disk_ready(console).startswith("Cloud-init v.")
-        # migrate --wait cannot wait for a lease such a guest never reports, and says so
+        state = runtime.load_state(result.pod)
+        console = Path(state["console"]).read_text(errors="replace")
+        # nb-report may say its first LEASE before bootcmd stops it, but nothing after: no READY, and
+        # no word of the target's address below
+        assert "NB: READY" not in console
+        pod_ip = state["networkStatus"][0]["ips"][0]
+        # up --wait ended on the guest agent's address for the NIC (passt hands the guest the pod's)
+        waited = next(p for p in result.phases if p["phase"] == "guest lease")
+        nic = state["nics"][0]
+        assert waited["detail"] == f"guest agent: {nic['name']} {pod_ip}", waited
+
+        env = {"NETBIND_RUNTIME_DIR": str(run_dir)}
+        shown = CliRunner().invoke(cli, ["status", "vm-net-binding-passt", "-o", "json"], env=env)
+        assert shown.exit_code == 0, shown.output
+        default = json.loads(shown.output)["status"]["interfaces"][0]
+        assert (default["name"], default["mac"]) == (nic["name"], nic["mac"])
+        assert (default["interfaceName"], default["ipAddress"]) == ("eth0", pod_ip), default
+        assert default["ipAddresses"][0] == pod_ip
+        assert default["infoSource"] == "domain, guest-agent, multus-status"
+        text = CliRunner().invoke(cli, ["status", "vm-net-binding-passt"], env=env)
+        assert text.exit_code == 0, text.output
+        assert f"interface {nic['name']}: mac {nic['mac']} ip {pod_ip}" in text.output, text.output
+        assert "guest eth0" in text.output and "(domain, guest-agent, multus-status)" in text.output
+
         moved = migrate.migrate("vm-net-binding-passt", migrate.MigrateOptions(runtime=run_dir, wait=True,
-                                                                            wait_timeout=60))
-        assert moved.lease == {}
-        assert any("reports no leases" in s for s in runtime.load_state(moved.target)["substitutions"])
+                                                                            wait_timeout=90))
+        # networkd dropped the lease on the link-refresh and took the target pod's; the agent says so
+        target_ip = runtime.load_state(moved.target)["networkStatus"][0]["ips"][0]
+        assert target_ip.startswith("10.244.1.") and target_ip != pod_ip
+        assert (moved.lease["source"], moved.lease["iface"], moved.lease["ip"]) == ("guest-agent", "eth0", target_ip)
+        assert moved.vmi["status"]["interfaces"][0]["ipAddress"] == target_ip
+        assert not any("--wait" in s for s in runtime.load_state(moved.target)["substitutions"])
     finally:
         sandbox.down_all(run_dir)
     assert (disk.stat().st_mtime_ns, disk.stat().st_size) == before
+    assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")
+
+
+@needs_root
+def test_your_own_disk_without_a_guest_agent_waits_for_cloud_init_and_says_so(tmp_path, monkeypatch):
+    """The same disk with its guest agent masked: nothing tells the addresses, so `up --wait` ends
+    on cloud-init's final line, `status` shows no guest data (no error, no wait), and `migrate
+    --wait` ends with the migration and says why."""
+    _root_or_fail()
+    from netbind.api.loading import load_manifests
+    from netbind.node import migrate, runtime, sandbox
+
+    disk = cloud_guest.ensure_cloud_guest().disk
+    vm = _user_guide_vm(tmp_path, networkData="version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
+                        userData="#cloud-config\nbootcmd:\n- [systemctl, stop, nb-report.service]\n"
+                                 "- [rm, -f, /usr/local/sbin/nb-report]\n"
+                                 "- [systemctl, mask, --now, qemu-guest-agent.service]\n")
+    run_dir = Path(f"/run/nb-cg-{os.urandom(3).hex()}")
+    try:
+        result = runtime.up(load_manifests([vm]), runtime.UpOptions(
+            runtime=run_dir, wait=True, wait_timeout=240, images=_own_disk_map(tmp_path, disk, monkeypatch)))
+        console = Path(runtime.load_state(result.pod)["console"])
+        # bootcmd masks the agent early in cloud-init's run; by its last line the agent is gone
+        # (the wait may have ended before, if the agent told the address before bootcmd ran)
+        deadline = time.monotonic() + 240
+        while not runtime.user_disk_ready(console.read_text(errors="replace")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "NB: READY" not in console.read_text(errors="replace")
+        assert runtime.user_disk_ready(console.read_text(errors="replace")).startswith("Cloud-init v.")
+        state = runtime.load_state(result.pod)
+        assert runtime.guest_agent_interfaces(state) is None     # no agent answers: no error either
+        # status still reads, from the domain and what the console said (nb-report's first LEASE, if
+        # it beat bootcmd)
+        assert runtime.current_vmi(result.pod)["status"]["interfaces"][0]["mac"] == state["nics"][0]["mac"]
+        moved = migrate.migrate("vm-net-binding-passt", migrate.MigrateOptions(runtime=run_dir, wait=True,
+                                                                            wait_timeout=60))
+        assert moved.lease == {}
+        assert any("no guest agent answered" in s for s in runtime.load_state(moved.target)["substitutions"])
+    finally:
+        sandbox.down_all(run_dir)
     assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.name != ".lock")
 
 

@@ -12,7 +12,9 @@ from netbind._cli.runtime import _RichProgress, _console, _print_interfaces
 
 @click.command()
 @click.argument("name")
-@click.option("--wait", is_flag=True, help="Return once the guest has taken its new lease on the target.")
+@click.option("--wait", is_flag=True,
+              help="Return once the guest has taken its new lease (or, says its guest agent, a new address)"
+                   " on the target.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds --wait waits for the new lease.")
 @click.option("-o", "--output", default="text", type=click.Choice(["text", "json", "quiet"]),
               help="text: phases as they finish; json: the result (VMI, phases, libvirt's job, link-refresh);"
@@ -74,7 +76,10 @@ def migrate(name, wait, timeout, output, images_file):
         console.print(f"  link-refresh {line['interface']}: {line['how']}, {line['ms']} ms", highlight=False)
     for sidecar, what in result.shutdown.items():
         console.print(f"  source {sidecar}: {what}", highlight=False, markup=False)
-    if result.lease:
+    if result.lease.get("source") == "guest-agent":
+        console.print(f"  guest agent: new address {result.lease['ip']} on {result.lease['iface']}, seen"
+                      f" {result.lease['link_refresh_to_address_ms']} ms after link-refresh", highlight=False)
+    elif result.lease:
         console.print(f"  guest: new lease {result.lease['ip']} on {result.lease['iface']},"
                       f" {result.lease['link_up_to_lease_ms']} ms after link up", highlight=False)
     _print_interfaces(console, vmi)

@@ -128,7 +128,8 @@ def up(files, version, wait, timeout, output, images_file, pod_network, guest, g
 
 def _print_interfaces(console, vmi: dict) -> None:
     for iface in vmi["status"].get("interfaces", []):
-        console.print(f"  interface {iface['name']}: mac {iface.get('mac')} ip {iface.get('ipAddress', '-')}"
+        ips = " ".join(iface.get("ipAddresses") or [iface.get("ipAddress", "-")])
+        console.print(f"  interface {iface.get('name', '(guest only)')}: mac {iface.get('mac')} ip {ips}"
                       f" guest {iface.get('interfaceName', '-')} pod {iface.get('podInterfaceName', '-')}"
                       f" ({iface.get('infoSource')})", highlight=False)
     for cond in vmi["status"].get("conditions", []):

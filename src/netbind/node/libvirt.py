@@ -25,6 +25,7 @@ import libvirt
 from lxml import etree
 
 from netbind.node import paths, procs
+from netbind.node.status import AgentInterface
 from netbind.node.sandbox import Pod
 
 # host directory -> subdirectory of the pod's libvirt root
@@ -183,6 +184,62 @@ def minimal_domain_xml(name: str, interfaces: Iterable[tuple[str, str]], memory_
         etree.SubElement(iface, "rom", enabled="no")  # KubeVirt: no option ROM unless booting from it
     etree.SubElement(devices, "memballoon", model="none")
     return _dump(root)
+
+
+# ---- the guest agent's view of the guest's interfaces (pure) -------------------------------------
+
+# How long a guest agent query may take: a guest without an agent answers at once (libvirt knows its
+# channel is unconnected), a busy TCG guest with one within a second or two.
+AGENT_TIMEOUT_SECONDS = 2
+
+
+def agent_interfaces(guest_info: dict[str, Any]) -> list[AgentInterface]:
+    """The interfaces in libvirt's typed parameters of virDomainGetGuestInfo(INTERFACES)
+    (``if.count``, ``if.<i>.name``, ``if.<i>.hwaddr``, ``if.<i>.addr.<j>.type|addr``), converted as
+    KubeVirt's agent poller does: ``lo`` dropped, addresses in the agent's order, the first IPv4
+    one as the interface's address."""
+    found = []
+    for i in range(int(guest_info.get("if.count", 0))):
+        name = str(guest_info.get(f"if.{i}.name", ""))
+        if name == "lo":
+            continue
+        addrs = [(str(guest_info.get(f"if.{i}.addr.{j}.type", "")), str(guest_info.get(f"if.{i}.addr.{j}.addr", "")))
+                 for j in range(int(guest_info.get(f"if.{i}.addr.count", 0)))]
+        ips = tuple(addr for _, addr in addrs if addr)
+        primary = next((addr for kind, addr in addrs if kind == "ipv4" and addr), ips[0] if ips else "")
+        found.append(AgentInterface(name, str(guest_info.get(f"if.{i}.hwaddr", "")), primary, ips))
+    return found
+
+
+def query_agent_interfaces(domain: libvirt.virDomain,
+                           timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
+    """The guest's interfaces from its QEMU guest agent, or None when no agent answers (none in
+    the guest, not started yet, or slower than ``timeout`` seconds): a guest without one is no error."""
+    try:
+        domain.agentSetResponseTimeout(timeout, 0)
+        info = domain.guestInfo(libvirt.VIR_DOMAIN_GUEST_INFO_INTERFACES, 0)
+    except libvirt.libvirtError:
+        return None
+    return agent_interfaces(info)
+
+
+def agent_interfaces_at(uri: str, name: str, timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
+    """query_agent_interfaces for the domain ``name`` of the libvirtd at ``uri`` (None when that
+    libvirtd or domain is gone)."""
+    socket = Path(uri.split("socket=", 1)[1]) if "socket=" in uri else None
+    if socket is not None and not socket.exists():
+        return None
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return None
+    try:
+        domain = conn.lookupByName(name)
+        return query_agent_interfaces(domain, timeout) if domain.isActive() else None
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
 
 
 # ---- the private libvirtd (effectful) ----------------------------------------------------------
@@ -436,6 +493,9 @@ class PrivateLibvirtd:
             return target.domain(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
         except libvirt.libvirtError:
             return {}
+
+    def agent_interfaces(self, name: str, timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
+        return query_agent_interfaces(self.domain(name), timeout)
 
     def console_log(self, name: str) -> str:
         path = serial_log_path(self.domain(name).XMLDesc(0))

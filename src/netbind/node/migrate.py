@@ -29,7 +29,7 @@ from typing import Callable
 from lxml import etree
 
 from netbind.node import guest as guestmod
-from netbind.node import multus, paths, procs, sandbox
+from netbind.node import multus, paths, procs, sandbox, status
 from netbind.node import sidecars as sidecarmod
 from netbind.node.images import ImageMap, ImageMapError
 from netbind.node.journal import UndoError
@@ -37,6 +37,7 @@ from netbind.node.runtime import (
     PLUGIN_SOCKET_TIMEOUT, POD_CONSOLE, POD_SEEDED_INITRD, SOCKET_TIMEOUT, STATE_FILE, Progress, UpError, _Clock, _Silent, _tail,
     attach_pod_networks, await_hook_sockets, current_vmi, load_state, manifests_of, node_name, passt_nics_of,
     publish_network_status, start_passt, start_sidecars, _domain_phase, confine_compute, describe_sidecars,
+    AGENT_POLL_SECONDS, agent_addresses, guest_agent_interfaces,
 )
 
 LINK_REFRESH_PAUSE = 0.1     # KubeVirt: down, sleep 100 ms, up
@@ -305,6 +306,16 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         target_lv.adopt_incoming(domain_name)
         info["detail"] = f"{len(nics)} passt NIC(s) listening in the target pod"
 
+    # your own disk may speak our console protocol too (netbind's cloud guest image does)
+    reporting = state.get("guestReports", True) or any(r.word == "READY" for r in reports_before)
+    # a guest that reports nothing on its console may have a guest agent: what it says of each NIC
+    # now tells a new address on the target from the old one
+    addresses_before = None
+    if options.wait and not reporting:
+        agent = source_lv.agent_interfaces(domain_name)
+        if agent is not None:
+            addresses_before = agent_addresses([status.DomainNic(**n) for n in state["nics"]], agent)
+
     # -- the source launcher: live migration, peer to peer, QEMU's stream over a unix socket
     with clock.phase("transfer") as info:
         channel = target.names.directory / "migration"
@@ -359,11 +370,14 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         source.down()
         info["detail"] = "; ".join(f"{k}: {v}" for k, v in shutdown.items()) or "no sidecars"
 
-    # your own disk may speak our console protocol too (netbind's cloud guest image does)
-    reporting = state.get("guestReports", True) or any(r.word == "READY" for r in reports_before)
-    if options.wait and refreshed and not reporting:
-        substitutions.append("--wait: the guest (your own disk) reports no leases on its console; the wait"
-                             " ends with the migration, not with the guest's new lease")
+    # the refreshed NICs that had an address before: the ones a new address is awaited on
+    awaited = {r["interface"]: addresses_before[r["interface"]] for r in refreshed
+               if addresses_before and addresses_before.get(r["interface"])}
+    if options.wait and refreshed and not reporting and not awaited:
+        substitutions.append("--wait: the guest (your own disk) reports no leases on its console"
+                             + (" and its guest agent no address on a refreshed NIC" if addresses_before is not None
+                                else " and no guest agent answered")
+                             + "; the wait ends with the migration, not with the guest's new address")
     new_state = dict(state)
     new_state.update({"uri": target_lv.layout.uri, "launcherPod": pod_name, "node": node.netns,
                       "nodeIndex": target_index, "nodeName": node_name(target_index),
@@ -379,7 +393,44 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
             info["detail"] = f"{lease['iface']} {lease['ip']} ({lease['link_up_to_lease_ms']} ms after link up)"
         new_state["phases"] = clock.phases
         (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
+    elif options.wait and awaited:
+        with clock.phase("guest address") as info:
+            lease = _wait_for_new_agent_address(new_state, awaited, options.wait_timeout, refreshed[-1]["at"])
+            info["detail"] = (f"{lease['iface']} {lease['ip']} (guest agent, {lease['link_refresh_to_address_ms']} ms"
+                              " after link-refresh)")
+        new_state["phases"] = clock.phases
+        (target.names.directory / STATE_FILE).write_text(json.dumps(new_state, indent=1))
     return MigrateResult(source_netns, target, current_vmi(target), clock.phases, job, refreshed, shutdown, lease)
+
+
+def _wait_for_new_agent_address(state: dict, before: dict[str, list[str]], timeout: float,
+                                refreshed_at: float) -> dict:
+    """Poll the guest agent on the target until each refreshed NIC in ``before`` (interface name ->
+    its addresses on the source) holds an IPv4 address it did not hold before: the DHCP client's
+    answer to the link-refresh. Returns the first NIC's new address and when it was seen (to
+    within a poll)."""
+    nics = [status.DomainNic(**n) for n in state["nics"]]
+    deadline = time.monotonic() + timeout
+    now: dict[str, list[str]] = {}
+    while True:
+        agent = guest_agent_interfaces(state)
+        now = agent_addresses(nics, agent) if agent is not None else now
+        fresh = {name: [ip for ip in now.get(name, []) if ":" not in ip and ip not in old]
+                 for name, old in before.items()}
+        if all(fresh.values()):
+            seen_ms = round((time.time() - refreshed_at) * 1000)
+            first = next(iter(before))
+            guest_name = next((a.name for a in agent or [] for n in nics
+                               if n.name == first and a.mac.lower() == n.mac.lower()), first)
+            return {"iface": guest_name, "ip": fresh[first][0], "interface": first, "source": "guest-agent",
+                    "addresses": {name: now.get(name, []) for name in before},
+                    "link_refresh_to_address_ms": seen_ms}
+        if time.monotonic() > deadline:
+            held = "; ".join(f"{name}: {' '.join(now.get(name, [])) or 'no address'}" for name in before)
+            had = "; ".join(f"{name}: {' '.join(ips)}" for name, ips in before.items())
+            raise UpError(f"the guest agent shows no new address within {timeout:g} s after link-refresh"
+                          f" (now {held}; before the migration {had})")
+        time.sleep(AGENT_POLL_SECONDS / 2)
 
 
 def _refresh_through_libvirt(target_lv, domain_name: str, mac: str, alias: str) -> str:

@@ -18,6 +18,7 @@ and on libvirt < 11 host passt + ``-netdev stream`` for the passt backend (``net
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -47,6 +48,7 @@ STATE_FILE = "runtime.json"
 SOCKET_TIMEOUT = 20.0
 PLUGIN_SOCKET_TIMEOUT = SIDECAR_READINESS_TIMEOUT_SECONDS   # virt-launcher waits 30 s per Plugin socket
 DEFAULT_WAIT = 90.0
+AGENT_POLL_SECONDS = 1.0  # how often a wait asks a guest agent (each ask is one libvirt round trip into the guest)
 DISK_BOOT_WAIT = 300.0   # the cloud guest reports READY after ~50 s of TCG boot; more under load
 GUEST_ENV = "NETBIND_GUEST"
 # Paths inside the pod (its libvirtd's private mounts), so that the domain XML names the same paths
@@ -677,22 +679,37 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             wait_timeout = options.wait_timeout or (DISK_BOOT_WAIT if bases is not None else DEFAULT_WAIT)
             reporting = bases is None or bases.reporting
             deadline = time.monotonic() + wait_timeout
+            agent, agent_asked = None, 0.0
             while True:
-                grew = console.poll()
+                console.poll()
                 text, reports = console.text, console.reports
                 # your own disk may speak our protocol too (netbind's cloud guest image does)
-                if grew and (status.ready(reports) or
-                             (not reporting and user_disk_ready(text, cloud_init_image is not None))):
+                if status.ready(reports):
                     break
+                if not reporting:
+                    # a guest agent, when the disk has one, tells the addresses the console does not
+                    if time.monotonic() - agent_asked >= AGENT_POLL_SECONDS:
+                        agent, agent_asked = guest_agent_interfaces(state), time.monotonic()
+                    addressed = agent_addresses(nics, agent) if agent is not None else {}
+                    if (addressed and all(addressed.values())) or user_disk_ready(text, cloud_init_image is not None):
+                        break
                 if time.monotonic() > deadline:
                     awaited = ("READY" if reporting else "cloud-init's \"finished at\" line" if cloud_init_image
                                else "login prompt")
-                    raise UpError(f"the guest printed no {awaited} on its console within {wait_timeout:g} s",
+                    also = "" if reporting else (" (and no guest agent answered)" if agent is None else
+                                                 " (and the guest agent shows no address on every NIC)")
+                    raise UpError(f"the guest printed no {awaited} on its console{also} within {wait_timeout:g} s",
                                   details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
                 time.sleep(0.01 if reporting else 0.2)
             leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]
-            info["detail"] = ", ".join(leases) or ("ready (no addresses)" if reporting
-                                                   else user_disk_ready(text, cloud_init_image is not None))
+            if reporting or status.ready(reports):
+                info["detail"] = ", ".join(leases) or "ready (no addresses)"
+            elif agent is not None:
+                info["detail"] = "guest agent: " + ", ".join(f"{nic} {' '.join(ips) or 'no address'}"
+                                                              for nic, ips in agent_addresses(nics, agent).items())
+            else:
+                info["detail"] = (user_disk_ready(text, cloud_init_image is not None) or ", ".join(leases)) \
+                    + " (no guest agent answered)"
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))
     return UpResult(pod, current_vmi(pod), clock.phases, substitutions, state["host"], state["sidecars"], limits)
@@ -871,6 +888,21 @@ def _domain_phase(state: dict) -> str:
         conn.close()
 
 
+def agent_addresses(nics: Sequence[status.DomainNic], agent: Sequence[status.AgentInterface]) -> dict[str, list[str]]:
+    """Each domain NIC's addresses as the guest agent's report gives them in the VMI status (by
+    MAC), link-local ones left out: those the guest has without any network handing it one."""
+    entries = status.merge_guest_agent([{"name": n.name, "mac": n.mac} for n in nics], agent)
+    return {e["name"]: [ip for ip in e.get("ipAddresses", []) if not ipaddress.ip_address(ip).is_link_local]
+            for e in entries if "name" in e}
+
+
+def guest_agent_interfaces(state: dict) -> "list[status.AgentInterface] | None":
+    """What the VM's QEMU guest agent says of its interfaces now (None: no agent answers)."""
+    from netbind.node import libvirt as lv
+
+    return lv.agent_interfaces_at(state["uri"], state["domain"])
+
+
 def current_vmi(pod: sandbox.Pod) -> dict:
     """The VMI object with its status now (``kubectl get vmi -o json``)."""
     state = load_state(pod)
@@ -883,12 +915,14 @@ def current_vmi(pod: sandbox.Pod) -> dict:
     reports = guestmod.parse_reports(console.read_text(errors="replace")) if console.exists() else []
     nics = [status.DomainNic(**n) for n in state["nics"]]
     phase = _domain_phase(state)
+    agent = guest_agent_interfaces(state) if phase == "Running" else None
+    masquerade = {i.name for i in vmi.spec.domain.devices.interfaces or [] if i.masquerade is not None}
     conditions = [status.condition("Ready", phase == "Running" and status.ready(reports) is not None),
                   {**state["conditions"]["LiveMigratable"], "lastProbeTime": None, "lastTransitionTime": None}]
     node = state.get("nodeName") or node_name(0)
     doc = vmi_document(vmi, {
         "phase": phase, "nodeName": node, "conditions": conditions,
-        "interfaces": status.interface_statuses(nics, reports, state["podInterfaces"]),
+        "interfaces": status.interface_statuses(nics, reports, state["podInterfaces"], agent, masquerade),
         "activePods": {pod.names.suffix: node}, "launcherContainerImageVersion": "netbind",
         "migrationTransport": "Unix", "qosClass": "Burstable", "guestOSInfo": {},
     })
