@@ -66,8 +66,12 @@ def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: st
         return ""
     start = max(0, head - n)
     keep = max(0, tail - n)
-    body = "".join(difflib.unified_diff(a[start:len(a) - keep], b[start:len(b) - keep],
-                                        fromfile=fromfile, tofile=tofile, n=n))
+    return _window_diff(a[start:len(a) - keep], b[start:len(b) - keep], start, fromfile, tofile, n)
+
+
+def _window_diff(a: list[str], b: list[str], start: int, fromfile: str, tofile: str, n: int) -> str:
+    """difflib's diff of two windows that begin at line ``start`` of their documents."""
+    body = "".join(difflib.unified_diff(a, b, fromfile=fromfile, tofile=tofile, n=n))
     if not start:
         return body
 
@@ -78,6 +82,33 @@ def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: st
     return _HUNK_HEADER.sub(shift, body)
 
 
+def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    """Length of the common prefix of ``a[:limit]`` and ``b[:limit]``: a binary search of slice
+    comparisons (memcmp), not a loop over characters."""
+    low, high = 0, limit   # a[:low] == b[:low]; they differ within [:high + 1]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _common_line_ends(a: bytes, b: bytes) -> tuple[int, int, int]:
+    """Byte offsets of the common leading and trailing runs of whole lines: (end of the head in
+    both, start of the tail in a, in b); the runs do not overlap."""
+    limit = min(len(a), len(b))
+    prefix = _common_prefix(a, b, limit)
+    head = a.rfind(b"\n", 0, prefix) + 1            # whole lines only
+    suffix = _common_prefix(a[::-1], b[::-1], limit - head)
+    tail_a, tail_b = len(a) - suffix, len(b) - suffix
+    if not ((tail_a == 0 or a[tail_a - 1] == 10) and (tail_b == 0 or b[tail_b - 1] == 10)):
+        newline = a.find(b"\n", tail_a)   # the tail's first whole line follows a newline in it
+        tail_a = len(a) if newline < 0 else newline + 1
+    return head, tail_a, len(b) - (len(a) - tail_a)
+
+
 def _reserialized(xml: bytes) -> bytes:
     from netbind.domain import Domain
 
@@ -86,15 +117,25 @@ def _reserialized(xml: bytes) -> bytes:
 
 def xml_diff(before: bytes, after: bytes) -> str:
     """Unified diff of two serializations of a domain, line by line as written (KubeVirt indents
-    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first."""
-    a = before.decode("utf-8", "replace").splitlines(keepends=True)
-    b = after.decode("utf-8", "replace").splitlines(keepends=True)
-    head, tail = _common_ends(a, b)
-    changed = a[head:len(a) - tail] + b[head:len(b) - tail]
-    if any(len(line) > _MAX_DIFF_LINE for line in changed):
+    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first.
+    The common head and tail are found on the bytes; only the lines between are decoded and split."""
+    if before == after:
+        return ""
+    head, tail_a, tail_b = _common_line_ends(before, after)
+    a_mid = before[head:tail_a].decode("utf-8", "replace").splitlines(keepends=True)
+    b_mid = after[head:tail_b].decode("utf-8", "replace").splitlines(keepends=True)
+    if any(len(line) > _MAX_DIFF_LINE for line in a_mid + b_mid):
         return unified_diff(_pretty_lines(before), _pretty_lines(after),
                             fromfile="domain.in.xml", tofile="domain.out.xml", n=1)
-    return _trimmed_diff(a, b, head, tail, "domain.in.xml", "domain.out.xml", 1)
+    # one line of context on each side, as difflib's n=1 keeps
+    head_lines = before.count(b"\n", 0, head)
+    context_before = before[before.rfind(b"\n", 0, head - 1) + 1:head] if head else b""
+    after_end = before.find(b"\n", tail_a)
+    context_after = before[tail_a:len(before) if after_end < 0 else after_end + 1]
+    lead = [context_before.decode("utf-8", "replace")] if context_before else []
+    trail = [context_after.decode("utf-8", "replace")] if context_after else []
+    return _window_diff(lead + a_mid + trail, lead + b_mid + trail, head_lines - len(lead),
+                        "domain.in.xml", "domain.out.xml", 1)
 
 
 class AuditLog:
