@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from netbind.domain import Domain
 from netbind.hooks._audit import MAX_PENDING_DIFFS, AuditLog, unified_diff, xml_diff
@@ -58,6 +58,24 @@ def test_trimmed_diff_transforms_the_first_document_into_the_second(a, b):
     diff = unified_diff(a, b, fromfile="x", tofile="y")
     assert apply_unified_diff(a, diff) == b
     assert (diff == "") == (a == b)
+
+
+# short lines that repeat, partial last lines, non-ASCII: where a head or tail found on the bytes
+# could stop inside a line or claim a line twice
+_pieces = st.sampled_from(["<a>\n", "<b/>\n", "q\n", "q", "\n", "ü", "</a>"])
+documents = st.lists(_pieces, max_size=30).map(lambda parts: "".join(parts).encode())
+
+
+@settings(max_examples=500, deadline=None)
+@given(a=documents, b=documents)
+@example(a=b"q\nx", b=b"<b/>\nq\nq\nx")            # the tail reaches back to the head
+@example(a=b"q\n\nq\nq\n\n", b=b"q\nq\nq\n\n")   # the common suffix starts on a line start
+def test_xml_diff_on_bytes_is_the_line_diff_of_the_documents(a, b):
+    diff = xml_diff(a, b)
+    a_lines, b_lines = a.decode().splitlines(keepends=True), b.decode().splitlines(keepends=True)
+    assert diff == unified_diff(a_lines, b_lines, fromfile="domain.in.xml", tofile="domain.out.xml")
+    if a.endswith(b"\n") and b.endswith(b"\n"):   # a unified diff has no "no newline at end" marker here
+        assert apply_unified_diff(a_lines, diff) == b_lines
 
 
 SUCCESS_VECTORS = [p for p in sorted(ORACLE.glob("*.json")) if not json.loads(p.read_text()).get("error")]
