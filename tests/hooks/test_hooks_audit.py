@@ -139,6 +139,26 @@ def test_background_writer_keeps_order_and_writes_everything_on_close():
     assert json.loads(log.stream.getvalue().splitlines()[-1])["event"] == "after-close"
 
 
+def test_held_records_are_composed_on_release_in_order_and_then_written():
+    log = AuditLog("diff", stream=io.StringIO(), sidecar="s")
+    log.start_background()
+    doc = b"<domain>\n  <name>vm</name>\n</domain>"
+    log.hold()   # as a server does around a call: the diff waits until the reply is out
+    for i in range(3):
+        log.call("OnDefineDomain", version="v1alpha3", vmi=f"ns/vm{i}", duration_s=0.0, before=doc,
+                 after=doc.replace(b"vm", f"vm{i}".encode()))
+    log.flush()
+    assert log.stream.getvalue() == ""
+    log.release()
+    log.call("OnDefineDomain", version="v1alpha3", vmi="ns/after", duration_s=0.0, before=doc, after=doc)
+    log.close()
+    records = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+    assert [r["vmi"] for r in records] == ["ns/vm0", "ns/vm1", "ns/vm2", "ns/after"]
+    assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in enumerate(records[:3]))
+    assert records[3]["changed"] is False
+    assert log._pending_diffs == 0   # every comparison counted while queued is released once written
+
+
 class _BlockedStream(io.StringIO):
     """A stderr the writer thread cannot write to until released (a stuck log pipe)."""
 

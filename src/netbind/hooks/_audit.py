@@ -17,6 +17,9 @@ from lxml import etree
 AUDIT_MODES = ("diff", "summary", "off")
 # Calls whose comparison waits for the writer thread; beyond this a record goes without its diff.
 MAX_PENDING_DIFFS = 32
+# The writer thread, woken by a record, waits this long for more before writing them all: one
+# wake-up (and one turn at the GIL) for a burst of calls instead of one per call.
+WRITE_BATCH_SECONDS = 0.005
 _PRETTY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 # A changed line longer than this means compact XML: the diff is then taken of a pretty-printed copy.
 _MAX_DIFF_LINE = 240
@@ -158,6 +161,7 @@ class AuditLog:
         self._writer: threading.Thread | None = None
         self._atexit = False
         self._pending_diffs = 0
+        self._held = threading.local()
 
     # -- logging --------------------------------------------------------------------------------
     def event(self, event: str, **fields: Any) -> None:
@@ -193,7 +197,30 @@ class AuditLog:
                     fields["diff_skipped"] = "audit backlog"   # memory stays bounded under a flood of calls
                 else:
                     pair = (before, after, reserialize_before)
-        self._submit((time.time(), "call", fields, pair))
+        item = (time.time(), "call", fields, pair)
+        held = getattr(self._held, "items", None)
+        if held is not None:
+            held.append(item)
+            return
+        self._submit(item)
+
+    def hold(self) -> None:
+        """Keep this thread's call records until :meth:`release` (a server holds them while the
+        reply is on its way, so the diff is taken after it and on this thread: no thread switch)."""
+        self._held.items = []
+
+    def release(self) -> None:
+        """Compose this thread's held records (diff, JSON) and hand the lines to the writer."""
+        items = getattr(self._held, "items", None)
+        self._held.items = None
+        for item in items or ():
+            with self._lock:
+                jobs = self._queue
+            if jobs is None:
+                self._write(item)
+                continue
+            line, with_diff = self._compose(item, keep_counted=True)
+            jobs.put((line, with_diff))
 
     # -- writing --------------------------------------------------------------------------------
     def _submit(self, item: tuple) -> None:
@@ -204,13 +231,25 @@ class AuditLog:
         self._write(item)
 
     def _write(self, item: tuple) -> None:
+        line, _ = self._compose(item)
+        self._write_line(line)
+
+    def _write_line(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(line)
+        stream.flush()
+
+    def _compose(self, item: tuple, keep_counted: bool = False) -> tuple[str, bool]:
+        """The JSON line of a record, and whether it carries a comparison; that one stays counted
+        as pending (``keep_counted``) until its line is written."""
         when, event, fields, pair = item
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "sidecar": self.sidecar,
                   "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
         if pair is not None:
-            with self._lock:
-                self._pending_diffs -= 1
+            if not keep_counted:
+                with self._lock:
+                    self._pending_diffs -= 1
             before, after, reserialize = pair
             try:
                 if reserialize:
@@ -220,22 +259,35 @@ class AuditLog:
                     record["diff"] = xml_diff(before, after)
             except Exception as exc:  # keep the record; say why the diff is missing
                 record["diff_error"] = f"{type(exc).__name__}: {exc}"
-        stream = self.stream or sys.stderr
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        stream.flush()
+        return json.dumps(record, separators=(",", ":")) + "\n", pair is not None
 
     def _drain(self, jobs: queue.Queue) -> None:
         while True:
             item = jobs.get()
-            try:
-                if item is None:
-                    return
+            time.sleep(WRITE_BATCH_SECONDS)   # let a burst gather; then write all that is queued
+            while True:
                 try:
-                    self._write(item)
-                except Exception:  # a broken stream must not stop the writer (nor the sidecar)
-                    pass
-            finally:
-                jobs.task_done()
+                    if item is None:
+                        return
+                    try:
+                        if isinstance(item[0], str):   # a line composed by release()
+                            line, with_diff = item
+                            try:
+                                self._write_line(line)
+                            finally:
+                                if with_diff:
+                                    with self._lock:
+                                        self._pending_diffs -= 1
+                        else:
+                            self._write(item)
+                    except Exception:  # a broken stream must not stop the writer (nor the sidecar)
+                        pass
+                finally:
+                    jobs.task_done()
+                try:
+                    item = jobs.get_nowait()
+                except queue.Empty:
+                    break
 
     def start_background(self) -> None:
         """Write from a background thread from now on (idempotent)."""
