@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from netbind.domain import Domain
 from netbind.hooks._audit import MAX_PENDING_DIFFS, AuditLog, unified_diff, xml_diff
@@ -58,6 +58,24 @@ def test_trimmed_diff_transforms_the_first_document_into_the_second(a, b):
     diff = unified_diff(a, b, fromfile="x", tofile="y")
     assert apply_unified_diff(a, diff) == b
     assert (diff == "") == (a == b)
+
+
+# short lines that repeat, partial last lines, non-ASCII: where a head or tail found on the bytes
+# could stop inside a line or claim a line twice
+_pieces = st.sampled_from(["<a>\n", "<b/>\n", "q\n", "q", "\n", "ü", "</a>"])
+documents = st.lists(_pieces, max_size=30).map(lambda parts: "".join(parts).encode())
+
+
+@settings(max_examples=500, deadline=None)
+@given(a=documents, b=documents)
+@example(a=b"q\nx", b=b"<b/>\nq\nq\nx")            # the tail reaches back to the head
+@example(a=b"q\n\nq\nq\n\n", b=b"q\nq\nq\n\n")   # the common suffix starts on a line start
+def test_xml_diff_on_bytes_is_the_line_diff_of_the_documents(a, b):
+    diff = xml_diff(a, b)
+    a_lines, b_lines = a.decode().splitlines(keepends=True), b.decode().splitlines(keepends=True)
+    assert diff == unified_diff(a_lines, b_lines, fromfile="domain.in.xml", tofile="domain.out.xml")
+    if a.endswith(b"\n") and b.endswith(b"\n"):   # a unified diff has no "no newline at end" marker here
+        assert apply_unified_diff(a_lines, diff) == b_lines
 
 
 SUCCESS_VECTORS = [p for p in sorted(ORACLE.glob("*.json")) if not json.loads(p.read_text()).get("error")]
@@ -119,6 +137,26 @@ def test_background_writer_keeps_order_and_writes_everything_on_close():
     assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in zip(range(n), records[::2]))
     log.event("after-close")  # written at once again
     assert json.loads(log.stream.getvalue().splitlines()[-1])["event"] == "after-close"
+
+
+def test_held_records_are_composed_on_release_in_order_and_then_written():
+    log = AuditLog("diff", stream=io.StringIO(), sidecar="s")
+    log.start_background()
+    doc = b"<domain>\n  <name>vm</name>\n</domain>"
+    log.hold()   # as a server does around a call: the diff waits until the reply is out
+    for i in range(3):
+        log.call("OnDefineDomain", version="v1alpha3", vmi=f"ns/vm{i}", duration_s=0.0, before=doc,
+                 after=doc.replace(b"vm", f"vm{i}".encode()))
+    log.flush()
+    assert log.stream.getvalue() == ""
+    log.release()
+    log.call("OnDefineDomain", version="v1alpha3", vmi="ns/after", duration_s=0.0, before=doc, after=doc)
+    log.close()
+    records = [json.loads(line) for line in log.stream.getvalue().splitlines()]
+    assert [r["vmi"] for r in records] == ["ns/vm0", "ns/vm1", "ns/vm2", "ns/after"]
+    assert all(f"+  <name>vm{i}</name>" in r["diff"] for i, r in enumerate(records[:3]))
+    assert records[3]["changed"] is False
+    assert log._pending_diffs == 0   # every comparison counted while queued is released once written
 
 
 class _BlockedStream(io.StringIO):

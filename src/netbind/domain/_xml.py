@@ -17,6 +17,7 @@ MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
 MAX_DOMAIN_XML_TAGS = 100_000
 
 _PARSER = etree.XMLParser(
+    collect_ids=False,  # no id() lookups here: the hash table of xml:id values is waste
     resolve_entities=False,  # no entity expansion (billion laughs, external entities)
     no_network=True,
     huge_tree=False,  # keeps libxml2's depth/size limits
@@ -64,10 +65,16 @@ def _rank(order: tuple[str, ...], tag: str) -> int:
 def _insert_ordered(parent: etree._Element, child: etree._Element, order: tuple[str, ...]) -> None:
     """Insert ``child`` after the last element child that sorts before or with it in ``order``."""
     rank = _rank(order, child.tag)
-    # the last match is the first from the end; lxml filters by tag in C (a domain has many devices)
-    tags = order[:rank + 1] if rank < len(order) else (etree.Element,)
-    anchor = next(parent.iterchildren(*tags, reversed=True), None)
-    indent = parent.text if parent.text is not None and parent.text.strip() == "" and len(parent) else None
+    count = len(parent)
+    last = parent[-1] if count else None
+    if last is not None and isinstance(last.tag, str) and _rank(order, last.tag) <= rank:
+        anchor = last   # the usual case (an element built child by child in order): no search
+    else:
+        # the last match is the first from the end; lxml filters by tag in C (a domain has many devices)
+        tags = order[:rank + 1] if rank < len(order) else (etree.Element,)
+        anchor = next(parent.iterchildren(*tags, reversed=True), None)
+    text = parent.text
+    indent = text if count and text is not None and text.strip() == "" else None
     if anchor is None:
         parent.insert(0, child)
         if indent is not None:

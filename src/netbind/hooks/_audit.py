@@ -17,6 +17,9 @@ from lxml import etree
 AUDIT_MODES = ("diff", "summary", "off")
 # Calls whose comparison waits for the writer thread; beyond this a record goes without its diff.
 MAX_PENDING_DIFFS = 32
+# The writer thread, woken by a record, waits this long for more before writing them all: one
+# wake-up (and one turn at the GIL) for a burst of calls instead of one per call.
+WRITE_BATCH_SECONDS = 0.005
 _PRETTY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 # A changed line longer than this means compact XML: the diff is then taken of a pretty-printed copy.
 _MAX_DIFF_LINE = 240
@@ -66,8 +69,12 @@ def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: st
         return ""
     start = max(0, head - n)
     keep = max(0, tail - n)
-    body = "".join(difflib.unified_diff(a[start:len(a) - keep], b[start:len(b) - keep],
-                                        fromfile=fromfile, tofile=tofile, n=n))
+    return _window_diff(a[start:len(a) - keep], b[start:len(b) - keep], start, fromfile, tofile, n)
+
+
+def _window_diff(a: list[str], b: list[str], start: int, fromfile: str, tofile: str, n: int) -> str:
+    """difflib's diff of two windows that begin at line ``start`` of their documents."""
+    body = "".join(difflib.unified_diff(a, b, fromfile=fromfile, tofile=tofile, n=n))
     if not start:
         return body
 
@@ -78,6 +85,33 @@ def _trimmed_diff(a: list[str], b: list[str], head: int, tail: int, fromfile: st
     return _HUNK_HEADER.sub(shift, body)
 
 
+def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    """Length of the common prefix of ``a[:limit]`` and ``b[:limit]``: a binary search of slice
+    comparisons (memcmp), not a loop over characters."""
+    low, high = 0, limit   # a[:low] == b[:low]; they differ within [:high + 1]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _common_line_ends(a: bytes, b: bytes) -> tuple[int, int, int]:
+    """Byte offsets of the common leading and trailing runs of whole lines: (end of the head in
+    both, start of the tail in a, in b); the runs do not overlap."""
+    limit = min(len(a), len(b))
+    prefix = _common_prefix(a, b, limit)
+    head = a.rfind(b"\n", 0, prefix) + 1            # whole lines only
+    suffix = _common_prefix(a[::-1], b[::-1], limit - head)
+    tail_a, tail_b = len(a) - suffix, len(b) - suffix
+    if not ((tail_a == 0 or a[tail_a - 1] == 10) and (tail_b == 0 or b[tail_b - 1] == 10)):
+        newline = a.find(b"\n", tail_a)   # the tail's first whole line follows a newline in it
+        tail_a = len(a) if newline < 0 else newline + 1
+    return head, tail_a, len(b) - (len(a) - tail_a)
+
+
 def _reserialized(xml: bytes) -> bytes:
     from netbind.domain import Domain
 
@@ -86,15 +120,25 @@ def _reserialized(xml: bytes) -> bytes:
 
 def xml_diff(before: bytes, after: bytes) -> str:
     """Unified diff of two serializations of a domain, line by line as written (KubeVirt indents
-    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first."""
-    a = before.decode("utf-8", "replace").splitlines(keepends=True)
-    b = after.decode("utf-8", "replace").splitlines(keepends=True)
-    head, tail = _common_ends(a, b)
-    changed = a[head:len(a) - tail] + b[head:len(b) - tail]
-    if any(len(line) > _MAX_DIFF_LINE for line in changed):
+    its XML, and the domain helpers indent what they add); compact XML is pretty-printed first.
+    The common head and tail are found on the bytes; only the lines between are decoded and split."""
+    if before == after:
+        return ""
+    head, tail_a, tail_b = _common_line_ends(before, after)
+    a_mid = before[head:tail_a].decode("utf-8", "replace").splitlines(keepends=True)
+    b_mid = after[head:tail_b].decode("utf-8", "replace").splitlines(keepends=True)
+    if any(len(line) > _MAX_DIFF_LINE for line in a_mid + b_mid):
         return unified_diff(_pretty_lines(before), _pretty_lines(after),
                             fromfile="domain.in.xml", tofile="domain.out.xml", n=1)
-    return _trimmed_diff(a, b, head, tail, "domain.in.xml", "domain.out.xml", 1)
+    # one line of context on each side, as difflib's n=1 keeps
+    head_lines = before.count(b"\n", 0, head)
+    context_before = before[before.rfind(b"\n", 0, head - 1) + 1:head] if head else b""
+    after_end = before.find(b"\n", tail_a)
+    context_after = before[tail_a:len(before) if after_end < 0 else after_end + 1]
+    lead = [context_before.decode("utf-8", "replace")] if context_before else []
+    trail = [context_after.decode("utf-8", "replace")] if context_after else []
+    return _window_diff(lead + a_mid + trail, lead + b_mid + trail, head_lines - len(lead),
+                        "domain.in.xml", "domain.out.xml", 1)
 
 
 class AuditLog:
@@ -117,6 +161,7 @@ class AuditLog:
         self._writer: threading.Thread | None = None
         self._atexit = False
         self._pending_diffs = 0
+        self._held = threading.local()
 
     # -- logging --------------------------------------------------------------------------------
     def event(self, event: str, **fields: Any) -> None:
@@ -152,7 +197,30 @@ class AuditLog:
                     fields["diff_skipped"] = "audit backlog"   # memory stays bounded under a flood of calls
                 else:
                     pair = (before, after, reserialize_before)
-        self._submit((time.time(), "call", fields, pair))
+        item = (time.time(), "call", fields, pair)
+        held = getattr(self._held, "items", None)
+        if held is not None:
+            held.append(item)
+            return
+        self._submit(item)
+
+    def hold(self) -> None:
+        """Keep this thread's call records until :meth:`release` (a server holds them while the
+        reply is on its way, so the diff is taken after it and on this thread: no thread switch)."""
+        self._held.items = []
+
+    def release(self) -> None:
+        """Compose this thread's held records (diff, JSON) and hand the lines to the writer."""
+        items = getattr(self._held, "items", None)
+        self._held.items = None
+        for item in items or ():
+            with self._lock:
+                jobs = self._queue
+            if jobs is None:
+                self._write(item)
+                continue
+            line, with_diff = self._compose(item, keep_counted=True)
+            jobs.put((line, with_diff))
 
     # -- writing --------------------------------------------------------------------------------
     def _submit(self, item: tuple) -> None:
@@ -163,13 +231,25 @@ class AuditLog:
         self._write(item)
 
     def _write(self, item: tuple) -> None:
+        line, _ = self._compose(item)
+        self._write_line(line)
+
+    def _write_line(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(line)
+        stream.flush()
+
+    def _compose(self, item: tuple, keep_counted: bool = False) -> tuple[str, bool]:
+        """The JSON line of a record, and whether it carries a comparison; that one stays counted
+        as pending (``keep_counted``) until its line is written."""
         when, event, fields, pair = item
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "sidecar": self.sidecar,
                   "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
         if pair is not None:
-            with self._lock:
-                self._pending_diffs -= 1
+            if not keep_counted:
+                with self._lock:
+                    self._pending_diffs -= 1
             before, after, reserialize = pair
             try:
                 if reserialize:
@@ -179,22 +259,35 @@ class AuditLog:
                     record["diff"] = xml_diff(before, after)
             except Exception as exc:  # keep the record; say why the diff is missing
                 record["diff_error"] = f"{type(exc).__name__}: {exc}"
-        stream = self.stream or sys.stderr
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        stream.flush()
+        return json.dumps(record, separators=(",", ":")) + "\n", pair is not None
 
     def _drain(self, jobs: queue.Queue) -> None:
         while True:
             item = jobs.get()
-            try:
-                if item is None:
-                    return
+            time.sleep(WRITE_BATCH_SECONDS)   # let a burst gather; then write all that is queued
+            while True:
                 try:
-                    self._write(item)
-                except Exception:  # a broken stream must not stop the writer (nor the sidecar)
-                    pass
-            finally:
-                jobs.task_done()
+                    if item is None:
+                        return
+                    try:
+                        if isinstance(item[0], str):   # a line composed by release()
+                            line, with_diff = item
+                            try:
+                                self._write_line(line)
+                            finally:
+                                if with_diff:
+                                    with self._lock:
+                                        self._pending_diffs -= 1
+                        else:
+                            self._write(item)
+                    except Exception:  # a broken stream must not stop the writer (nor the sidecar)
+                        pass
+                finally:
+                    jobs.task_done()
+                try:
+                    item = jobs.get_nowait()
+                except queue.Empty:
+                    break
 
     def start_background(self) -> None:
         """Write from a background thread from now on (idempotent)."""

@@ -357,8 +357,13 @@ def _call(method: Method, request: bytes) -> tuple[int, bytes, str]:
 class UnaryServer:
     """Serve ``methods`` (``"/package.Service/Method"`` -> :class:`Method`) on a unix socket."""
 
-    def __init__(self, methods: dict[str, Method], *, workers: int = 2, max_receive_bytes: int = MAX_RECEIVE_BYTES):
+    def __init__(self, methods: dict[str, Method], *, workers: int = 2, max_receive_bytes: int = MAX_RECEIVE_BYTES,
+                 before_call: Callable[[], None] | None = None, after_reply: Callable[[], None] | None = None):
         self.methods = dict(methods)
+        # run on the handler's thread around each call that is not inline: before the handler, and
+        # once its reply has been handed to the socket (work deferred there costs no thread switch)
+        self._before_call = before_call
+        self._after_reply = after_reply
         self.max_receive_bytes = max_receive_bytes
         self.selector = selectors.DefaultSelector()
         self.stopping = False
@@ -458,15 +463,21 @@ class UnaryServer:
             job = None   # a waiting thread keeps nothing of its last call alive
 
     def _serve_one(self, conn: _Connection, stream_id: int, method: Method, request: bytes) -> None:
-        code, payload, message = _call(method, request)
-        with conn.lock:   # the reply goes out from here: no second hand-over to the I/O thread
-            if conn.closed:
-                return
-            conn.complete(stream_id, code, payload, message)
-            sent = conn.write()
-        if not sent:
-            self._kicked.put(conn)
-            self._wake()
+        if self._before_call is not None:
+            self._before_call()
+        try:
+            code, payload, message = _call(method, request)
+            with conn.lock:   # the reply goes out from here: no second hand-over to the I/O thread
+                if conn.closed:
+                    return
+                conn.complete(stream_id, code, payload, message)
+                sent = conn.write()
+            if not sent:
+                self._kicked.put(conn)
+                self._wake()
+        finally:
+            if self._after_reply is not None:
+                self._after_reply()
 
     def _lead(self):
         """Run the I/O loop until a call has been read and an idle thread can take the loop over;

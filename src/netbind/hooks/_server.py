@@ -151,7 +151,9 @@ class SidecarServer:
         self.started = False
         self._stop_lock = threading.Lock()
         self._stopping = False
-        self._server = _grpc.UnaryServer(_methods(self), workers=max_workers)
+        # audit records of a call are composed (diff, JSON) on its thread once the reply is out
+        self._server = _grpc.UnaryServer(_methods(self), workers=max_workers, before_call=lambda: app.audit.hold(),
+                                         after_reply=lambda: app.audit.release())
 
     def start(self) -> "SidecarServer":
         bound: list[Path] = []
