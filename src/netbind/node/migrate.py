@@ -428,8 +428,11 @@ def _wait_for_new_agent_address(state: dict, before: dict[str, list[str]], timeo
         if time.monotonic() > deadline:
             held = "; ".join(f"{name}: {' '.join(now.get(name, [])) or 'no address'}" for name in before)
             had = "; ".join(f"{name}: {' '.join(ips)}" for name, ips in before.items())
+            console = Path(state["console"])
+            tail = console.read_text(errors="replace").splitlines()[-15:] if console.exists() else []
             raise UpError(f"the guest agent shows no new address within {timeout:g} s after link-refresh"
-                          f" (now {held}; before the migration {had})")
+                          f" (now {held}; before the migration {had})",
+                          details="--- console ---\n" + "\n".join(tail))
         time.sleep(AGENT_POLL_SECONDS / 2)
 
 

@@ -691,7 +691,12 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                     if time.monotonic() - agent_asked >= AGENT_POLL_SECONDS:
                         agent, agent_asked = guest_agent_interfaces(state), time.monotonic()
                     addressed = agent_addresses(nics, agent) if agent is not None else {}
-                    if (addressed and all(addressed.values())) or user_disk_ready(text, cloud_init_image is not None):
+                    # with cloud-init, its last line: the agent has the address earlier than cloud-init
+                    # has run the user data (a migration then would catch the guest mid-configuration)
+                    if user_disk_ready(text, cloud_init_image is not None) or (
+                            cloud_init_image is None and addressed and all(addressed.values())):
+                        if cloud_init_image is not None:
+                            agent = guest_agent_interfaces(state)   # the addresses as they are now
                         break
                 if time.monotonic() > deadline:
                     awaited = ("READY" if reporting else "cloud-init's \"finished at\" line" if cloud_init_image
