@@ -92,6 +92,7 @@ def main() -> int:
         print(("ok   " if final.ok else "FAIL ") + final.describe(), flush=True)
     finally:
         sandbox.down_all(runtime_dir)
+        drill.close()
     table = summary(points)
     elapsed = time.monotonic() - t0
     if args.json:

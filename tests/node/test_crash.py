@@ -26,14 +26,16 @@ NAME = "vm-net-binding-passt"
 @pytest.fixture
 def drill(guest_image, runtime):
     require_node_binaries()
-    return Drill(runtime, EXAMPLES / "passt", NAME)
+    with Drill(runtime, EXAMPLES / "passt", NAME) as made:
+        yield made
 
 
 @pytest.fixture
 def container_drill(guest_image, runtime, built_images):
     """The passt example with its hook sidecar as a container of the image `netbind image build` makes."""
     require_node_binaries()
-    return Drill(runtime, EXAMPLES / "passt", NAME, up_args=("--sidecars", "container"))
+    with Drill(runtime, EXAMPLES / "passt", NAME, up_args=("--sidecars", "container")) as made:
+        yield made
 
 
 def _failures(points) -> str:

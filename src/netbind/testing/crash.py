@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,7 +76,17 @@ class Drill:
         for var in ("NETBIND_FAULT_KILL_AT", "NETBIND_FAULT_COUNT"):
             self.env.pop(var, None)
         self.timeout = timeout
-        self.scratch = Path(tempfile.mkdtemp(prefix="nb-crash-"))
+        self.scratch = Path(tempfile.mkdtemp(prefix="nb-crash-"))   # step counts and signal files
+
+    def close(self) -> None:
+        """Remove the drill's scratch files (the runtime dir is the caller's)."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> "Drill":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---- running the CLI -------------------------------------------------------------------------
 
