@@ -136,3 +136,11 @@ def test_console_follower_reads_what_was_appended_and_reports_only_complete_line
     assert follower.poll() and not follower.poll()
     assert follower.reports[-1].fields == {"uptime": "3.1"}
     assert follower.text.endswith("NB: READY uptime=3.1 caf\u00e9\ndebian login: ")   # the prompt has no newline
+
+
+def test_reports_come_from_complete_lines_only():
+    from netbind.node.guest import parse_reports
+
+    reports = parse_reports("NB: PROBE ok=yes reply=x\nNB: PROBE ok")   # the second one half written
+    assert [(r.word, r.fields) for r in reports] == [("PROBE", {"ok": "yes", "reply": "x"})]
+    assert parse_reports("NB: READY uptime=1") == []

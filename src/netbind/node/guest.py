@@ -238,8 +238,10 @@ class Report:
 
 
 def parse_reports(console: str) -> list[Report]:
+    """The reports in the complete lines of ``console``: a last line without its newline may be
+    half written (a PROBE without its ``ok=``), so it waits for the next read."""
     reports = []
-    for line in console.splitlines():
+    for line in console[:console.rfind("\n") + 1].splitlines():
         _, marker, rest = line.partition("NB: ")
         if not marker or not rest.strip():
             continue

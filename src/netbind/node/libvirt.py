@@ -17,9 +17,10 @@ import shutil
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import libvirt
 from lxml import etree
@@ -223,21 +224,29 @@ def query_agent_interfaces(domain: libvirt.virDomain,
     return agent_interfaces(info)
 
 
-def agent_interfaces_at(uri: str, name: str, timeout: int = AGENT_TIMEOUT_SECONDS) -> list[AgentInterface] | None:
-    """query_agent_interfaces for the domain ``name`` of the libvirtd at ``uri`` (None when that
-    libvirtd or domain is gone)."""
+@contextmanager
+def domain_at(uri: str, name: str) -> Iterator[tuple[str, "libvirt.virDomain | None"]]:
+    """The domain ``name`` of the libvirtd at ``uri``, on one connection for the block, with its
+    phase as the VMI states it: Running (the domain is given), Succeeded (defined, not running),
+    Failed (the libvirtd or the domain is gone), Unknown (the libvirtd does not answer)."""
     socket = Path(uri.split("socket=", 1)[1]) if "socket=" in uri else None
     if socket is not None and not socket.exists():
-        return None
+        yield "Failed", None
+        return
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError:
-        return None
+        yield "Unknown", None
+        return
     try:
-        domain = conn.lookupByName(name)
-        return query_agent_interfaces(domain, timeout) if domain.isActive() else None
-    except libvirt.libvirtError:
-        return None
+        try:
+            domain = conn.lookupByName(name)
+            active = domain.isActive()
+        except libvirt.libvirtError:
+            found: tuple[str, libvirt.virDomain | None] = ("Failed", None)
+        else:
+            found = ("Running", domain) if active else ("Succeeded", None)
+        yield found
     finally:
         conn.close()
 

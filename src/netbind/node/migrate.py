@@ -299,7 +299,7 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         # "in use, owner X") must not come along, or the target libvirt refuses to relabel the copy
         shutil.copyfile(state["console"], console)
         text = console.read_text(errors="replace")
-        reports_before = guestmod.parse_reports(text[:text.rfind("\n") + 1])
+        reports_before = guestmod.parse_reports(text)
         boots_before = _boots(reports_before)
         if options.before_transfer is not None:
             options.before_transfer(target)
@@ -538,7 +538,7 @@ def _wait_for_new_lease(console: Path, timeout: float, boots_before: int, report
     while True:
         text = console.read_text(errors="replace")
         # complete lines only: QEMU may be halfway through writing the LEASE line
-        reports = guestmod.parse_reports(text[:text.rfind("\n") + 1])
+        reports = guestmod.parse_reports(text)
         if _boots(reports) > boots_before:
             lines = text.splitlines()
             last_boot = max(i for i, line in enumerate(lines) if "NB: BOOT" in line)

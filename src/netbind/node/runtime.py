@@ -875,22 +875,10 @@ def load_state(pod: sandbox.Pod) -> dict | None:
 
 
 def _domain_phase(state: dict) -> str:
-    from netbind.node import libvirt as lv  # noqa: F401  (registers libvirt's error handler)
-    import libvirt
+    from netbind.node import libvirt as lv
 
-    sock = Path(state["uri"].split("socket=", 1)[1])
-    if not sock.exists():
-        return "Failed"
-    try:
-        conn = libvirt.open(state["uri"])
-    except libvirt.libvirtError:
-        return "Unknown"
-    try:
-        return "Running" if conn.lookupByName(state["domain"]).isActive() else "Succeeded"
-    except libvirt.libvirtError:
-        return "Failed"
-    finally:
-        conn.close()
+    with lv.domain_at(state["uri"], state["domain"]) as (phase, _):
+        return phase
 
 
 def agent_addresses(nics: Sequence[status.DomainNic], agent: Sequence[status.AgentInterface]) -> dict[str, list[str]]:
@@ -905,7 +893,8 @@ def guest_agent_interfaces(state: dict) -> "list[status.AgentInterface] | None":
     """What the VM's QEMU guest agent says of its interfaces now (None: no agent answers)."""
     from netbind.node import libvirt as lv
 
-    return lv.agent_interfaces_at(state["uri"], state["domain"])
+    with lv.domain_at(state["uri"], state["domain"]) as (_, domain):
+        return lv.query_agent_interfaces(domain) if domain is not None else None
 
 
 def current_vmi(pod: sandbox.Pod) -> dict:
@@ -919,8 +908,10 @@ def current_vmi(pod: sandbox.Pod) -> dict:
     console = Path(state["console"])
     reports = guestmod.parse_reports(console.read_text(errors="replace")) if console.exists() else []
     nics = [status.DomainNic(**n) for n in state["nics"]]
-    phase = _domain_phase(state)
-    agent = guest_agent_interfaces(state) if phase == "Running" else None
+    from netbind.node import libvirt as lv
+
+    with lv.domain_at(state["uri"], state["domain"]) as (phase, domain):   # one connection for both
+        agent = lv.query_agent_interfaces(domain) if domain is not None else None
     masquerade = {i.name for i in vmi.spec.domain.devices.interfaces or [] if i.masquerade is not None}
     conditions = [status.condition("Ready", phase == "Running" and status.ready(reports) is not None),
                   {**state["conditions"]["LiveMigratable"], "lastProbeTime": None, "lastTransitionTime": None}]
