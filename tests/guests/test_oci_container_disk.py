@@ -129,10 +129,12 @@ def _import_image(files: dict[str, bytes | None], tag: str) -> None:
         path.unlink()
 
 
-def _mounted_images() -> str:
+def _mounted_images() -> set[str]:
+    """The IDs of the images podman has mounted (its plain listing names them by tag, not by ID)."""
     from netbind import _podman
 
-    return _podman.run("image", "mount", check=False).stdout
+    listing = _podman.run("image", "mount", "--format", "json", check=False).stdout.strip()
+    return {str(entry["id"]) for entry in json.loads(listing or "[]")}
 
 
 def _qcow2_with_backing_file() -> bytes:
@@ -191,6 +193,45 @@ def test_a_local_image_is_extracted_once_and_its_custom_path_is_honoured(scratch
     custom = oci_disks.ensure_disk(scratch_tag, image_id, "/images/boot.raw", cache=cache)
     assert custom.inner == "/images/boot.raw" and custom.path != first.path and custom.path.read_bytes() == raw
     assert image_id not in _mounted_images()
+
+
+def _killed_while_mounted(tag: str, image_id: str, cache: Path) -> None:
+    """A process that dies by SIGKILL with the image mounted, in the middle of an extraction."""
+    code = ("import os, signal, sys; from pathlib import Path; from netbind.node import oci_disks, paths\n"
+            "cache = Path(sys.argv[3])\n"
+            "with paths.locked(cache), oci_disks._mounted(sys.argv[2], sys.argv[1], cache):\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    child = subprocess.run([sys.executable, "-c", code, tag, image_id, str(cache)], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    assert image_id in _mounted_images()
+
+
+@pytest.mark.parametrize("recovery", ["next-extraction", "down-all"])
+def test_an_extraction_killed_with_the_image_mounted_is_unmounted_afterwards(scratch_tag, tmp_path, recovery):
+    raw = b"\xeb\x63" + b"\0" * ((1 << 20) - 2)
+    _import_image({"disk/": None, "disk/x.raw": raw}, scratch_tag)
+    image_id = oci_disks.StoreLookup()(scratch_tag)
+    cache = tmp_path / "cache"
+    try:
+        _killed_while_mounted(scratch_tag, image_id, cache)
+        if recovery == "next-extraction":
+            found = oci_disks.ensure_disk(scratch_tag, image_id, cache=cache)
+            assert found.built and found.path.read_bytes() == raw
+        else:
+            env = dict(os.environ, NETBIND_CACHE_DIR=str(tmp_path), NETBIND_RUNTIME_DIR=str(tmp_path / "run"))
+            (tmp_path / "container-disks").symlink_to(cache)
+            down = subprocess.run([str(Path(sys.executable).with_name("netbind")), "down", "--all"], capture_output=True,
+                                  text=True, env=env, timeout=120)
+            assert down.returncode == 0, down.stderr
+            assert f"unmounted {scratch_tag} (a containerDisk extraction was killed" in down.stdout
+        assert image_id not in _mounted_images()
+        assert not list(cache.glob(oci_disks.MOUNT_MARK + "*"))
+    finally:
+        from netbind import _podman
+
+        for _ in range(3):   # the test's own failure must not leave a mount
+            if image_id in _mounted_images():
+                _podman.run("image", "unmount", image_id, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,22 @@ def test_prune_builds_keeps_current_recent_and_foreign_entries(tmp_path):
         ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "apt", "inputs.json"])
 
 
-def test_prune_builds_keeps_an_old_build_a_process_holds_open_or_mapped(tmp_path):
+def test_prune_builds_keeps_an_old_build_a_process_holds_open_mapped_or_names(tmp_path):
     import mmap
     import subprocess
+    import sys
 
     old = time.time() - paths.BUILD_RETENTION_SECONDS - 60
-    current, opened, mapped, unused = (tmp_path / (c * 16) for c in "abcd")
-    for d in (current, opened, mapped, unused):
+    current, opened, mapped, named, unused = (tmp_path / (c * 16) for c in "abcde")
+    for d in (current, opened, mapped, named, unused):
         d.mkdir()
         (d / "disk.qcow2").write_bytes(b"x" * 4096)
         os.utime(d, (old, old))
     # a running VM's QEMU holds its base disk open: here a child process does
     holder = subprocess.Popen(["sleep", "60"], stdin=open(opened / "disk.qcow2", "rb"))
+    # a tiny VM's QEMU read its -kernel at start and closed it; its command line still names it
+    namer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-kernel",
+                              str(named / "disk.qcow2")])
     try:
         with open(mapped / "disk.qcow2", "rb") as f:
             view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)   # mapped after its fd is closed
@@ -41,10 +45,11 @@ def test_prune_builds_keeps_an_old_build_a_process_holds_open_or_mapped(tmp_path
             paths.prune_builds(tmp_path, keep=current)
         finally:
             view.close()
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 16, "b" * 16, "c" * 16]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 16, "b" * 16, "c" * 16, "d" * 16]
     finally:
-        holder.kill()
-        holder.wait()
+        for child in (holder, namer):
+            child.kill()
+            child.wait()
     paths.prune_builds(tmp_path, keep=current)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a" * 16]
 

@@ -19,6 +19,11 @@ def down(name: str | None, all_: bool) -> None:
         removed = sandbox.down_all() if all_ else sandbox.down(name)
     except (UndoError, sandbox.SandboxError) as exc:
         raise click.ClickException(f"{exc} (the record under {paths.runtime_dir()} is kept; run down again)")
+    if all_:
+        from netbind.node import oci_disks
+
+        for image in oci_disks.release_stale_mounts():
+            click.echo(f"unmounted {image} (a containerDisk extraction was killed while it was mounted)")
     if removed:
         click.echo("removed " + ", ".join(removed))
     else:

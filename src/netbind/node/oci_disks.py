@@ -6,7 +6,9 @@ several is an error there too); virt-launcher then accepts a qcow2 without a bac
 raw file (``pkg/os/disk.VerifyImage``). The image is never run: it is mounted read-only
 (``podman image mount``), the file checked with ``qemu-img info`` where it lies and copied into
 ``<cache>/container-disks/<key>/`` (key: the image ID, plus the path when one is given), locked and
-landed in one rename; VMs boot it through their own overlay, so the copy is never written.
+landed in one rename; VMs boot it through their own overlay, so the copy is never written. A
+mark beside the builds names an image while it is mounted, so a mount that a ``kill -9`` left
+behind is undone by the next extraction or by ``netbind down --all``.
 
 ``choose_disk`` and ``verify_disk`` are pure; ``StoreLookup`` and ``ensure_disk`` call podman.
 """
@@ -150,19 +152,53 @@ def _load(directory: Path, image: str) -> LocalDisk | None:
     return found if disk.is_file() else None
 
 
+MOUNT_MARK = ".mounted-"   # + the image ID: an extraction has (or is about to have) the image mounted
+
+
 @contextmanager
-def _mounted(image_id: str, image: str) -> Iterator[Path]:
-    """The image's root, mounted read-only by podman for the block (nothing runs)."""
+def _mounted(image_id: str, image: str, base: Path) -> Iterator[Path]:
+    """The image's root, mounted read-only by podman for the block (nothing runs). A mark in
+    ``base`` (whose lock the caller holds) says so until it is unmounted: a ``kill -9`` in between
+    leaves the mark, and ``release_stale_mounts`` unmounts what it names."""
     from netbind import _podman
 
+    mark = base / (MOUNT_MARK + image_id.removeprefix("sha256:"))
+    mark.write_text(image + "\n")   # before mounting: no moment has the image mounted and no mark
     try:
         root = Path(_podman.run("image", "mount", image_id, timeout=120).stdout.strip())
     except _podman.PodmanError as exc:
+        mark.unlink(missing_ok=True)
         raise OciDiskError(f"containerDisk image {image!r} cannot be mounted to read its disk: {exc}") from None
     try:
         yield root
     finally:
         _podman.run("image", "unmount", image_id, check=False, timeout=120)
+        mark.unlink(missing_ok=True)
+
+
+def _release_marked(base: Path) -> list[str]:
+    """Unmount the images the marks in ``base`` name (the caller holds its lock, so no extraction
+    that made them is still running); returns their references."""
+    from netbind import _podman
+
+    released = []
+    for mark in sorted(base.glob(MOUNT_MARK + "*")):
+        image_id = mark.name.removeprefix(MOUNT_MARK)
+        # podman counts mounts: this takes back the one the killed extraction made, not others'
+        _podman.run("image", "unmount", image_id, check=False, timeout=120)
+        released.append(mark.read_text().strip() or image_id)
+        mark.unlink(missing_ok=True)
+    return released
+
+
+def release_stale_mounts(cache: Path | None = None) -> list[str]:
+    """After a crash (``netbind down --all``): unmount the images an extraction killed mid-way left
+    mounted; returns their references."""
+    base = cache or cache_dir()
+    if not base.is_dir() or not any(base.glob(MOUNT_MARK + "*")):
+        return []
+    with paths.locked(base):
+        return _release_marked(base)
 
 
 def _find_disk(root: Path, image: str, path: str | None) -> tuple[str, Path]:
@@ -201,7 +237,8 @@ def ensure_disk(image: str, image_id: str, path: str | None = None, cache: Path 
         found = _load(target, image)
         if found is not None:    # extracted by someone else while we waited
             return found
-        with paths.building(target) as work, _mounted(image_id, image) as root:
+        _release_marked(base)   # what an extraction killed mid-way left mounted
+        with paths.building(target) as work, _mounted(image_id, image, base) as root:
             inner, source = _find_disk(root, image, path)
             fmt = verify_disk(_image_info(source, image, inner), image, inner, source.stat().st_size)
             if progress is not None:

@@ -65,13 +65,18 @@ def prune_builds(base: Path, keep: Path, retention: float = BUILD_RETENTION_SECO
 
 
 def files_in_use() -> set[str]:
-    """The paths of the files the processes we can see hold open (``/proc/PID/fd``) or mapped
-    (``/proc/PID/maps``: executables and libraries)."""
+    """The paths of the files the processes we can see hold open (``/proc/PID/fd``), mapped
+    (``/proc/PID/maps``: executables and libraries) or name as an argument (``/proc/PID/cmdline``:
+    QEMU reads a ``-kernel`` and its ``-initrd`` at start and closes them, but a migration target
+    started from the same command line needs them again)."""
     held: set[str] = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
+            with open(proc / "cmdline", "rb") as cmdline:
+                held.update(arg for arg in cmdline.read().decode(errors="replace").split("\0")
+                            if arg.startswith("/"))
             for fd in os.scandir(proc / "fd"):
                 try:
                     held.add(os.readlink(fd.path))
