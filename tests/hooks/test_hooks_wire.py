@@ -110,3 +110,37 @@ def test_mutate_domain_response_is_byte_identical_to_protobuf(domain):
 def test_mutate_domain_request_with_invalid_utf8_in_a_string_is_refused():
     with pytest.raises(_wire.DecodeError, match="UTF-8"):
         _wire.decode_mutate_domain_request(b"\x0a\x01\xff")
+
+
+# ---- the launcher's side -------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(name=names, points=st.lists(st.tuples(names, st.integers(-2**31, 2**31 - 1)), max_size=4),
+       versions=st.lists(names, max_size=4), extra=unknown_fields)
+def test_info_result_decodes_like_protobuf(name, points, versions, extra):
+    wire = b"".join(extra) + api_info_pb2.InfoResult(
+        name=name, versions=versions,
+        hookPoints=[api_info_pb2.HookPoint(name=n, priority=p) for n, p in points]).SerializeToString()
+    oracle = api_info_pb2.InfoResult.FromString(wire)
+    assert _wire.decode_info_result(wire) == (
+        oracle.name, [(p.name, p.priority) for p in oracle.hookPoints], list(oracle.versions))
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=blobs, vmi=blobs, cloud=blobs, source=blobs, extra=unknown_fields)
+def test_launcher_requests_and_replies_match_protobuf(domain, vmi, cloud, source, extra):
+    assert _wire.encode_on_define_domain_params(domain, vmi) == \
+        api_v1alpha3_pb2.OnDefineDomainParams(domainXML=domain, vmi=vmi).SerializeToString()
+    assert _wire.encode_pre_cloud_init_iso_params(cloud, vmi, source) == api_v1alpha3_pb2.PreCloudInitIsoParams(
+        cloudInitData=cloud, vmi=vmi, cloudInitNoCloudSource=source).SerializeToString()
+    reply = b"".join(extra) + api_v1alpha3_pb2.OnDefineDomainResult(domainXML=domain).SerializeToString()
+    assert _wire.decode_on_define_domain_result(reply) == api_v1alpha3_pb2.OnDefineDomainResult.FromString(reply).domainXML
+    reply = b"".join(extra) + api_v1alpha2_pb2.PreCloudInitIsoResult(
+        cloudInitData=cloud, cloudInitNoCloudSource=source).SerializeToString()
+    oracle = api_v1alpha2_pb2.PreCloudInitIsoResult.FromString(reply)
+    assert _wire.decode_pre_cloud_init_iso_result(reply) == (oracle.cloudInitData, oracle.cloudInitNoCloudSource)
+
+
+def test_an_info_result_with_invalid_utf8_is_refused():
+    with pytest.raises(_wire.DecodeError, match="invalid UTF-8"):
+        _wire.decode_info_result(b"\x0a\x01\xff")

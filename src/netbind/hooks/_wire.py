@@ -6,7 +6,7 @@ oracle: a test checks both directions against it, unknown fields and repeated fi
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 _VARINT, _FIXED64, _LENGTH, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
 
@@ -45,13 +45,17 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise DecodeError("varint longer than 10 bytes")
 
 
-def decode_bytes_fields(data: bytes, wanted: Iterable[int], messages: Iterable[int] = ()) -> dict[int, bytes]:
+def decode_bytes_fields(data: bytes, wanted: Iterable[int], messages: Iterable[int] = (),
+                        repeated: Iterable[int] = (), varints: Iterable[int] = ()) -> dict[int, Any]:
     """The length-delimited fields ``wanted`` of a message (last occurrence wins, as proto3 merges
     singular fields; for the embedded ``messages`` every occurrence is kept, concatenated, which is
-    how protobuf merges them); every other field of any wire type is skipped, like unknown fields."""
+    how protobuf merges them; for ``repeated`` ones a list of every occurrence), and the last value
+    of the ``varints`` fields; every other field of any wire type is skipped, like unknown fields."""
     wanted = frozenset(wanted)
     messages = frozenset(messages)
-    fields: dict[int, bytes] = {}
+    repeated = frozenset(repeated)
+    varints = frozenset(varints)
+    fields: dict[int, Any] = {}
     pos, end = 0, len(data)
     while pos < end:
         key, pos = _read_varint(data, pos)
@@ -59,7 +63,9 @@ def decode_bytes_fields(data: bytes, wanted: Iterable[int], messages: Iterable[i
         if number == 0:
             raise DecodeError("field number 0")
         if wire_type == _VARINT:
-            _, pos = _read_varint(data, pos)
+            value, pos = _read_varint(data, pos)
+            if number in varints:
+                fields[number] = value
         elif wire_type == _FIXED64:
             pos += 8
         elif wire_type == _FIXED32:
@@ -70,6 +76,8 @@ def decode_bytes_fields(data: bytes, wanted: Iterable[int], messages: Iterable[i
                 raise DecodeError(f"field {number} runs past the end of the message")
             if number in messages:
                 fields[number] = fields.get(number, b"") + data[pos:pos + size]
+            elif number in repeated:
+                fields.setdefault(number, []).append(data[pos:pos + size])
             elif number in wanted:
                 fields[number] = data[pos:pos + size]
             pos += size
@@ -150,3 +158,60 @@ def encode_mutate_domain_request(domain_type: str, domain_xml: bytes, vmi_json: 
         _field(3, vmi_json) if vmi_json else b"",
         _field(4, context) if invocation_context is not None else b"",
     ])
+
+
+# ---- the launcher's side of the hook messages ----------------------------------------------------
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # proto3 strings must be UTF-8: Go's unmarshal refuses them too
+        raise DecodeError("string field contains invalid UTF-8") from None
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFF  # an int32 is read from the low 32 bits of its varint, sign-extended
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def decode_info_result(data: bytes) -> tuple[str, list[tuple[str, int]], list[str]]:
+    """InfoResult -> (name, [(hook point, priority)], versions)."""
+    fields = decode_bytes_fields(data, (1,), repeated=(3, 4))
+    points = []
+    for raw in fields.get(3, []):
+        point = decode_bytes_fields(raw, (1,), varints=(2,))
+        points.append((_text(point.get(1, b"")), _int32(point.get(2, 0))))
+    return _text(fields.get(1, b"")), points, [_text(v) for v in fields.get(4, [])]
+
+
+def encode_on_define_domain_params(domain_xml: bytes, vmi_json: bytes) -> bytes:
+    """OnDefineDomainParams{domainXML=1, vmi=2}."""
+    return (_field(1, domain_xml) if domain_xml else b"") + (_field(2, vmi_json) if vmi_json else b"")
+
+
+def decode_on_define_domain_result(data: bytes) -> bytes:
+    """OnDefineDomainResult{domainXML=1} -> the domain XML (also MutateDomainResponse{domain=1})."""
+    return decode_bytes_fields(data, (1,)).get(1, b"")
+
+
+def encode_pre_cloud_init_iso_params(cloud_init_data: bytes, vmi_json: bytes, legacy_source: bytes) -> bytes:
+    """PreCloudInitIsoParams{cloudInitNoCloudSource=1, vmi=2, cloudInitData=3}."""
+    return b"".join([_field(1, legacy_source) if legacy_source else b"", _field(2, vmi_json) if vmi_json else b"",
+                     _field(3, cloud_init_data) if cloud_init_data else b""])
+
+
+def decode_pre_cloud_init_iso_result(data: bytes) -> tuple[bytes, bytes]:
+    """PreCloudInitIsoResult{cloudInitNoCloudSource=1, cloudInitData=3} -> (data, legacy source)."""
+    fields = decode_bytes_fields(data, (1, 3))
+    return fields.get(3, b""), fields.get(1, b"")
+
+
+# ---- the methods' paths --------------------------------------------------------------------------
+
+INFO_PATH = "/kubevirt.hooks.info.Info/Info"
+MUTATE_DOMAIN_PATH = "/kubevirt.hooks.plugins.v1alpha1.DomainHookService/MutateDomain"
+
+
+def callbacks_path(version: str, method: str) -> str:
+    """``/kubevirt.hooks.<version>.Callbacks/<method>``."""
+    return f"/kubevirt.hooks.{version}.Callbacks/{method}"

@@ -7,7 +7,8 @@ is retried every poll period until the collect timeout; the newest common Callba
 used; ``OnDefineDomain`` is chained in discovery order with a 1 min deadline. Like KubeVirt, every
 call dials a fresh connection; ``HookManager(persistent=True)`` keeps one channel per sidecar
 instead (faster, but not what virt-launcher does). Error texts are
-KubeVirt's, so a caller can compare them with what a real virt-launcher reports.
+KubeVirt's, so a caller can compare them with what a real virt-launcher reports. The calls go
+through ``_grpc`` (h2) with the messages of ``netbind.hooks._wire``: no grpcio or protobuf here.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import os
 import socket
 import stat
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from netbind.hooks import _wire
+from netbind.launcher import _grpc
 
 HOOKS_DIR = Path("/var/run/kubevirt-hooks")
 SUPPORTED_VERSIONS = ("v1alpha3", "v1alpha2", "v1alpha1")  # preference order
@@ -34,17 +37,6 @@ DIAL_TIMEOUT = 2.0
 DEFAULT_COLLECT_TIMEOUT = 180.0  # virt-launcher's --qemu-timeout default
 
 COLLECT_TIMEOUT_MESSAGE = "Failed to collect all expected sidecar hook sockets within given timeout"
-
-# grpc.StatusCode names -> the names Go's status package prints
-_GO_CODE_NAMES = {
-    "OK": "OK", "CANCELLED": "Canceled", "UNKNOWN": "Unknown", "INVALID_ARGUMENT": "InvalidArgument",
-    "DEADLINE_EXCEEDED": "DeadlineExceeded", "NOT_FOUND": "NotFound", "ALREADY_EXISTS": "AlreadyExists",
-    "PERMISSION_DENIED": "PermissionDenied", "RESOURCE_EXHAUSTED": "ResourceExhausted",
-    "FAILED_PRECONDITION": "FailedPrecondition", "ABORTED": "Aborted", "OUT_OF_RANGE": "OutOfRange",
-    "UNIMPLEMENTED": "Unimplemented", "INTERNAL": "Internal", "UNAVAILABLE": "Unavailable",
-    "DATA_LOSS": "DataLoss", "UNAUTHENTICATED": "Unauthenticated",
-}
-
 
 class HookClientError(Exception):
     """A hook exchange failed; ``str()`` is the text virt-launcher would report."""
@@ -78,13 +70,8 @@ class RPCError(HookClientError):
         self.desc = desc
 
     @classmethod
-    def from_grpc(cls, exc: Any) -> "RPCError":
-        status = exc.code()
-        code = _GO_CODE_NAMES.get(status.name, status.name)
-        desc = exc.details() or ""
-        if status.name == "DEADLINE_EXCEEDED" and desc == "Deadline Exceeded":
-            desc = "context deadline exceeded"  # the client-side deadline, worded as Go's context
-        return cls(code, desc)
+    def from_call(cls, exc: "_grpc.CallError") -> "RPCError":
+        return cls(exc.code_name, exc.message)
 
 
 @dataclass
@@ -96,8 +83,7 @@ class Sidecar:
     versions: list[str]
     version: str  # the Callbacks version virt-launcher uses with it
     hook_points: list[tuple[str, int]]
-    _channel: Any = field(default=None, repr=False, compare=False)
-    _stub: Any = field(default=None, repr=False, compare=False)
+    _channel: Any = field(default=None, repr=False, compare=False)   # kept when persistent
 
     def subscribes(self, hook_point: str) -> bool:
         return any(name == hook_point for name, _ in self.hook_points)
@@ -143,57 +129,25 @@ def _dial_error(path: Path, timeout: float) -> str | None:
     return None
 
 
-def _grpc():
-    import grpc  # deferred: importing grpc costs ~50 ms, not needed for discovery-only uses
-
-    return grpc
-
-
-def _open_channel(path: Path):
-    grpc = _grpc()
-    return grpc.insecure_channel(
-        f"unix:{os.path.abspath(path)}",
-        options=[("grpc.default_authority", "localhost"), ("grpc.enable_http_proxy", 0),
-                 ("grpc.enable_retries", 0)])
-
-
-def _proto(version: str):
-    from netbind.hooks.proto import (
-        api_v1alpha1_pb2,
-        api_v1alpha1_pb2_grpc,
-        api_v1alpha2_pb2,
-        api_v1alpha2_pb2_grpc,
-        api_v1alpha3_pb2,
-        api_v1alpha3_pb2_grpc,
-    )
-
-    return {
-        "v1alpha1": (api_v1alpha1_pb2, api_v1alpha1_pb2_grpc),
-        "v1alpha2": (api_v1alpha2_pb2, api_v1alpha2_pb2_grpc),
-        "v1alpha3": (api_v1alpha3_pb2, api_v1alpha3_pb2_grpc),
-    }[version]
-
-
 def _go_list(items: list[str]) -> str:
     return "[" + " ".join(items) + "]"
 
 
-def query_info(path: Path, *, timeout: float = INFO_TIMEOUT, channel=None) -> dict:
+def query_info(path: Path, *, timeout: float = INFO_TIMEOUT, channel: "_grpc.Channel | None" = None) -> dict:
     """Call ``Info`` on one socket; returns ``{name, versions, hookPoints}``. Raises RPCError."""
-    from netbind.hooks.proto import api_info_pb2, api_info_pb2_grpc
-
-    grpc = _grpc()
     own = channel is None
-    channel = channel or _open_channel(path)
+    channel = channel or _grpc.Channel(path)
     try:
-        result = api_info_pb2_grpc.InfoStub(channel).Info(api_info_pb2.InfoParams(), timeout=timeout)
-    except grpc.RpcError as exc:
-        raise RPCError.from_grpc(exc) from None
+        reply = channel.call(_wire.INFO_PATH, b"", timeout)
+        name, points, versions = _wire.decode_info_result(reply)
+    except _grpc.CallError as exc:
+        raise RPCError.from_call(exc) from None
+    except _wire.DecodeError as exc:
+        raise RPCError("Internal", f"grpc: failed to unmarshal the received message: {exc}") from None
     finally:
         if own:
             channel.close()
-    return {"name": result.name, "versions": list(result.versions),
-            "hookPoints": [(hp.name, hp.priority) for hp in result.hookPoints]}
+    return {"name": name, "versions": versions, "hookPoints": points}
 
 
 class HookManager:
@@ -223,7 +177,6 @@ class HookManager:
             if sidecar._channel is not None:
                 sidecar._channel.close()
                 sidecar._channel = None
-                sidecar._stub = None
 
     # -- Collect --------------------------------------------------------------------------------
     def collect(self, expected: int, timeout: float = DEFAULT_COLLECT_TIMEOUT) -> list[Sidecar]:
@@ -259,7 +212,7 @@ class HookManager:
         return self.sidecars
 
     def _register(self, path: Path) -> Sidecar:
-        channel = _open_channel(path)
+        channel = _grpc.Channel(path)
         try:
             info = query_info(path, timeout=self.info_timeout, channel=channel)
             version = next((v for v in SUPPORTED_VERSIONS if v in info["versions"]), None)
@@ -280,41 +233,31 @@ class HookManager:
         """Sidecars subscribed to ``hook_point``, in discovery order (priority has no effect)."""
         return [s for s in self.sidecars if s.subscribes(hook_point)]
 
-    @contextmanager
-    def _callbacks(self, sidecar: Sidecar) -> Iterator[tuple[Any, Any]]:
-        """(messages module, Callbacks stub) for one call: on a fresh connection, closed after the
-        call, or on the sidecar's kept channel when ``persistent``."""
+    def _call(self, sidecar: Sidecar, method: str, request: bytes) -> bytes:
+        """One Callbacks call: on a fresh connection, closed after it, or on the sidecar's kept one
+        when ``persistent``. Raises ``_grpc.CallError``."""
+        path = _wire.callbacks_path(sidecar.version, method)
         if not self.persistent:
-            pb2, pb2_grpc = _proto(sidecar.version)
-            channel = _open_channel(sidecar.socket_path)
-            try:
-                yield pb2, pb2_grpc.CallbacksStub(channel)
-            finally:
-                channel.close()
-            return
+            with _grpc.Channel(sidecar.socket_path) as channel:
+                return channel.call(path, request, self.call_timeout)
         if sidecar._channel is None:
-            sidecar._channel = _open_channel(sidecar.socket_path)
-            sidecar._stub = None
-        if sidecar._stub is None or sidecar._stub[2] != sidecar.version:
-            pb2, pb2_grpc = _proto(sidecar.version)
-            sidecar._stub = (pb2, pb2_grpc.CallbacksStub(sidecar._channel), sidecar.version)
-        yield sidecar._stub[0], sidecar._stub[1]
+            sidecar._channel = _grpc.Channel(sidecar.socket_path)
+        return sidecar._channel.call(path, request, self.call_timeout)
 
     # -- hook points ----------------------------------------------------------------------------
     def on_define_domain(self, domain_xml: bytes, vmi_json: bytes, *, trace: list | None = None) -> bytes:
         """Chain OnDefineDomain: each sidecar gets the raw bytes the previous one returned."""
-        grpc = _grpc()
         current = bytes(domain_xml)
         subscribers = self.callbacks(ON_DEFINE_DOMAIN)
         for sidecar in subscribers:
             started = time.perf_counter()
             try:
-                with self._callbacks(sidecar) as (pb2, stub):
-                    result = stub.OnDefineDomain(pb2.OnDefineDomainParams(domainXML=current, vmi=vmi_json),
-                                                 timeout=self.call_timeout)
-            except grpc.RpcError as exc:
-                raise RPCError.from_grpc(exc) from None
-            current = result.domainXML
+                reply = self._call(sidecar, ON_DEFINE_DOMAIN, _wire.encode_on_define_domain_params(current, vmi_json))
+                current = _wire.decode_on_define_domain_result(reply)
+            except _grpc.CallError as exc:
+                raise RPCError.from_call(exc) from None
+            except _wire.DecodeError as exc:
+                raise RPCError("Internal", f"grpc: failed to unmarshal the received message: {exc}") from None
             if trace is not None:
                 trace.append({"socket": str(sidecar.socket_path), "version": sidecar.version,
                               "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -325,26 +268,26 @@ class HookManager:
 
     def pre_cloud_init_iso(self, cloud_init_data: dict, vmi_json: bytes) -> dict:
         """Only the first v1alpha2/v1alpha3 subscriber is used; returns the new CloudInitData."""
-        grpc = _grpc()
         for sidecar in self.callbacks(PRE_CLOUD_INIT_ISO):
             if sidecar.version == "v1alpha1":
                 continue  # v1alpha1 has no PreCloudInitIso; KubeVirt logs and skips it
             legacy = {"userData": cloud_init_data.get("UserData", ""),
                       "networkData": cloud_init_data.get("NetworkData", "")}
+            request = _wire.encode_pre_cloud_init_iso_params(json.dumps(cloud_init_data).encode(), vmi_json,
+                                                             json.dumps(legacy).encode())
             try:
-                with self._callbacks(sidecar) as (pb2, stub):
-                    result = stub.PreCloudInitIso(
-                        pb2.PreCloudInitIsoParams(cloudInitNoCloudSource=json.dumps(legacy).encode(),
-                                                  vmi=vmi_json, cloudInitData=json.dumps(cloud_init_data).encode()),
-                        timeout=self.call_timeout)
-            except grpc.RpcError as exc:
-                raise HookClientError(f"PreCloudInitIso hook failed: {RPCError.from_grpc(exc)}") from None
-            data = _decode_json(result.cloudInitData, "PreCloudInitIso hook failed")
+                data_raw, source_raw = _wire.decode_pre_cloud_init_iso_result(
+                    self._call(sidecar, PRE_CLOUD_INIT_ISO, request))
+            except _grpc.CallError as exc:
+                raise HookClientError(f"PreCloudInitIso hook failed: {RPCError.from_call(exc)}") from None
+            except _wire.DecodeError as exc:
+                raise HookClientError(f"PreCloudInitIso hook failed: {exc}") from None
+            data = _decode_json(data_raw, "PreCloudInitIso hook failed")
             if (isinstance(data, dict) and data.get("UserData")
                     and (isinstance(data.get("NoCloudMetaData"), dict)
                          or isinstance(data.get("ConfigDriveMetaData"), dict))):
                 return data
-            source = _decode_json(result.cloudInitNoCloudSource, "PreCloudInitIso hook failed")
+            source = _decode_json(source_raw, "PreCloudInitIso hook failed")
             source = source if isinstance(source, dict) else {}
             merged = dict(cloud_init_data)
             merged["UserData"] = source.get("userData", "")
@@ -354,15 +297,13 @@ class HookManager:
 
     def shutdown(self) -> None:
         """Shutdown every v1alpha3 subscriber in order; the first error stops the loop and is raised."""
-        grpc = _grpc()
         for sidecar in self.callbacks(SHUTDOWN):
             if sidecar.version != "v1alpha3":
                 continue
             try:
-                with self._callbacks(sidecar) as (pb2, stub):
-                    stub.Shutdown(pb2.ShutdownParams(), timeout=self.call_timeout)
-            except grpc.RpcError as exc:
-                raise RPCError.from_grpc(exc) from None
+                self._call(sidecar, SHUTDOWN, b"")
+            except _grpc.CallError as exc:
+                raise RPCError.from_call(exc) from None
 
 
 def _decode_json(raw: bytes, prefix: str) -> Any:

@@ -73,27 +73,22 @@ def wait_for_socket(socket_path: str, host_path: Path, deadline: float, readines
 def mutate_domain(socket: Path, plugin: str, domain_xml: bytes, vmi_json: bytes, invocation_context: str,
                   timeout: float = CALL_TIMEOUT, dial_timeout: float = DIAL_TIMEOUT) -> bytes:
     """One MutateDomain call on a fresh connection (callSidecarHook); returns the new domain XML."""
-    import grpc
+    from netbind.hooks import _wire
+    from netbind.launcher import _grpc
 
-    from netbind.hooks.proto import api_plugins_v1alpha1_pb2 as pb2
-    from netbind.hooks.proto import api_plugins_v1alpha1_pb2_grpc as pb2_grpc
-    from netbind.launcher.hooks import RPCError, _open_channel
-
-    channel = _open_channel(socket)
-    try:
+    with _grpc.Channel(socket) as channel:
         try:
-            grpc.channel_ready_future(channel).result(timeout=dial_timeout)
-        except grpc.FutureTimeoutError:
+            channel.connect(dial_timeout, wait=True)   # grpc.DialContext with WithBlock
+        except _grpc.CallError:
             raise PluginHookError(f"dialing sidecar socket {socket}: context deadline exceeded") from None
-        request = pb2.MutateDomainRequest(domain_type=DOMAIN_TYPE, domain=domain_xml, vmi=vmi_json,
-                                          sidecar_context=pb2.SidecarContext(invocation_context=invocation_context))
+        request = _wire.encode_mutate_domain_request(DOMAIN_TYPE, domain_xml, vmi_json, invocation_context)
         try:
-            return pb2_grpc.DomainHookServiceStub(channel).MutateDomain(request, timeout=timeout).domain
-        except grpc.RpcError as exc:
-            failed = RPCError.from_grpc(exc)
-            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with {failed.code}: {failed.desc}") from None
-    finally:
-        channel.close()
+            return _wire.decode_on_define_domain_result(channel.call(_wire.MUTATE_DOMAIN_PATH, request, timeout))
+        except _grpc.CallError as exc:
+            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with {exc.code_name}: {exc.message}") from None
+        except _wire.DecodeError as exc:
+            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with Internal: grpc: failed to unmarshal"
+                                  f" the received message: {exc}") from None
 
 
 def apply_domain_hooks(hooks: Sequence[PlannedHook], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
