@@ -37,6 +37,7 @@ class KubeModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         strict=True,
+        defer_build=True,
     )
     # The members of KubeVirt's (or Kubernetes') type that this model leaves out. Set on models that
     # cover their type, so that any other member is an unknown field (the API server drops it with a
@@ -107,7 +108,7 @@ class DeveloperConfiguration(KubeModel):
 
 class SupportContainerResources(KubeModel):
     type: str
-    resources: ResourceRequirements = ResourceRequirements()
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
 
 
 class KubeVirtConfiguration(KubeModel):
@@ -141,15 +142,15 @@ class KubeVirtConfiguration(KubeModel):
 
 
 class KubeVirtSpec(KubeModel):
-    configuration: KubeVirtConfiguration = KubeVirtConfiguration()
+    configuration: KubeVirtConfiguration = Field(default_factory=KubeVirtConfiguration)
 
 
 class KubeVirt(KubeModel):
     unmodeled = frozenset({"status"})
     api_version: str = "kubevirt.io/v1"
     kind: Literal["KubeVirt"] = "KubeVirt"
-    metadata: ObjectMeta = ObjectMeta()
-    spec: KubeVirtSpec = KubeVirtSpec()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: KubeVirtSpec = Field(default_factory=KubeVirtSpec)
 
 
 # --- VMI spec: interfaces and networks ----------------------------------------------------------
@@ -297,7 +298,7 @@ class DomainResources(KubeModel):
 
 
 class DomainSpec(KubeModel):
-    devices: Devices = Devices()
+    devices: Devices = Field(default_factory=Devices)
     resources: DomainResources | None = None
     cpu: CPU | None = None
     memory: Memory | None = None
@@ -317,7 +318,7 @@ class Volume(KubeModel):
 
 
 class VirtualMachineInstanceSpec(KubeModel):
-    domain: DomainSpec = DomainSpec()
+    domain: DomainSpec = Field(default_factory=DomainSpec)
     networks: list[Network] | None = None
     volumes: list[Volume] | None = None
     architecture: str | None = None
@@ -370,8 +371,8 @@ class VirtualMachineInstanceStatus(KubeModel):
 class VirtualMachineInstance(KubeModel):
     api_version: str = "kubevirt.io/v1"
     kind: Literal["VirtualMachineInstance"] = "VirtualMachineInstance"
-    metadata: ObjectMeta = ObjectMeta()
-    spec: VirtualMachineInstanceSpec = VirtualMachineInstanceSpec()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: VirtualMachineInstanceSpec = Field(default_factory=VirtualMachineInstanceSpec)
     status: VirtualMachineInstanceStatus | None = None
 
     @property
@@ -391,7 +392,7 @@ class VirtualMachineInstance(KubeModel):
 class VirtualMachineInstanceTemplateSpec(KubeModel):
     unmodeled = frozenset()
     metadata: ObjectMeta | None = None
-    spec: VirtualMachineInstanceSpec = VirtualMachineInstanceSpec()
+    spec: VirtualMachineInstanceSpec = Field(default_factory=VirtualMachineInstanceSpec)
 
 
 class VirtualMachineSpec(KubeModel):
@@ -405,7 +406,7 @@ class VirtualMachine(KubeModel):
     unmodeled = frozenset({"status"})
     api_version: str = "kubevirt.io/v1"
     kind: Literal["VirtualMachine"] = "VirtualMachine"
-    metadata: ObjectMeta = ObjectMeta()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: VirtualMachineSpec
 
     def to_vmi(self) -> VirtualMachineInstance:
@@ -431,7 +432,7 @@ class Secret(KubeModel):
     unmodeled = frozenset({"immutable"})
     api_version: str = "v1"
     kind: Literal["Secret"] = "Secret"
-    metadata: ObjectMeta = ObjectMeta()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     type: str | None = None
     data: dict[str, str] | None = None
     string_data: dict[str, str] | None = None
@@ -458,8 +459,8 @@ class NetworkAttachmentDefinition(KubeModel):
     unmodeled = frozenset()
     api_version: str = "k8s.cni.cncf.io/v1"
     kind: Literal["NetworkAttachmentDefinition"] = "NetworkAttachmentDefinition"
-    metadata: ObjectMeta = ObjectMeta()
-    spec: NetworkAttachmentDefinitionSpec = NetworkAttachmentDefinitionSpec()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: NetworkAttachmentDefinitionSpec = Field(default_factory=NetworkAttachmentDefinitionSpec)
 
     @property
     def resource_name(self) -> str | None:
@@ -523,7 +524,7 @@ class Plugin(KubeModel):
 
     api_version: str = PLUGIN_API_VERSION
     kind: Literal["Plugin"] = "Plugin"
-    metadata: ObjectMeta = ObjectMeta()
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PluginSpec
     status: dict[str, Any] | None = None
 
