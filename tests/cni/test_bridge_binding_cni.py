@@ -33,6 +33,10 @@ def pod(netns_pair):
     return netns_pair
 
 
+# carrier flags follow the peer's and the bridge's state a moment later: not what the plugin set
+_OPERATIONAL = ("LOWER_UP", "NO-CARRIER")
+
+
 def snapshot(ns) -> dict:
     """Everything of the pod's network a container would notice (counters and operstate aside)."""
     def j(*args):
@@ -43,7 +47,7 @@ def snapshot(ns) -> dict:
                               text=True, check=True).stdout.strip()
 
     links = sorted((l["ifname"], l.get("address"), l["mtu"], l.get("master"), l.get("ifalias"),
-                    tuple(f for f in l["flags"] if f != "LOWER_UP"), l.get("linkinfo", {}).get("info_kind"))
+                    tuple(f for f in l["flags"] if f not in _OPERATIONAL), l.get("linkinfo", {}).get("info_kind"))
                    for l in j("-d", "link", "show"))
     addrs = sorted((a["ifname"], x["local"], x["prefixlen"], x["scope"]) for a in j("addr", "show")
                    for x in a.get("addr_info", []))

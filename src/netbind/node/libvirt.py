@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -373,10 +374,23 @@ def offer_capabilities(probed_dir: Path, shared: Path) -> None:
         pass
 
 
+def _accepts(path: Path) -> bool:
+    """Whether a connection to the unix socket ``path`` is taken. Its file appears at bind(), a
+    moment before libvirtd listens: a connect in between is refused."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def await_socket(pod: Pod, layout: Layout, record: procs.ProcessRecord, timeout: float, what: str) -> None:
     """Wait for a just-started libvirtd to open its socket; stop it and say why if it does not."""
     deadline = time.monotonic() + timeout
-    while not layout.socket.exists():
+    while not _accepts(layout.socket):
         if not procs.alive(record.pid, record.starttime) or time.monotonic() > deadline:
             tail = procs.log_tail(record.log)
             pod.stop("libvirtd")
