@@ -524,6 +524,12 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
     # -- virt-launcher: collect the hook sockets, then the hook points
     with clock.phase("hooks") as info:
+        # the domain does not depend on the sidecars: built while they start
+        try:
+            built = build_domain(vmi_with_status, config, pod_links(pod.netns), profile=profile)
+        except DomainAttachmentError as exc:
+            raise UpError(f"virt-launcher: {exc}") from None
+        vmi_json = json.dumps(vmi_doc).encode()
         hook_records = sidecarmod.hook_api_sidecars(records)
         await_hook_sockets(pod, hook_records, options.socket_timeout)
         manager = HookManager(pod.names.hooks_dir, poll_period=0.005)
@@ -540,12 +546,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
 
         try:
             manager.collect(len(hook_records), timeout=5)
-            vmi_json = json.dumps(vmi_doc).encode()
             cloud_init_image = _hooked_cloud_init_image(cloud_init_image, manager, vmi_json)
-            try:
-                built = build_domain(vmi_with_status, config, pod_links(pod.netns), profile=profile)
-            except DomainAttachmentError as exc:
-                raise UpError(f"virt-launcher: {exc}") from None
             trace: list = []
             first = define_once(built.domain_xml.encode())
             # virt-launcher defines the domain 2-3 times (hotplug port allocation), each time through
