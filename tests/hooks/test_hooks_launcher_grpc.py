@@ -188,3 +188,26 @@ def test_the_launcher_side_loads_neither_grpcio_nor_protobuf():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_kept_connection_the_server_closed_is_dialled_again(tmp_path):
+    path = tmp_path / "restarts.sock"
+
+    def serve():
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        server.add_generic_rpc_handlers((_GenericHandler(_handlers()),))
+        server.add_insecure_port(f"unix:{path}")
+        server.start()
+        return server
+
+    server = serve()
+    with _grpc.Channel(path) as channel:
+        request = _wire.encode_on_define_domain_params(b"<domain/>", b"{}")
+        assert channel.call(CALLBACKS + "OnDefineDomain", request, 5)
+        server.stop(0).wait()            # GOAWAY and a closed socket under the kept connection
+        server = serve()
+        try:
+            reply = channel.call(CALLBACKS + "OnDefineDomain", request, 5)
+            assert _wire.decode_on_define_domain_result(reply) == b"<domain/><!-- seen -->"
+        finally:
+            server.stop(0).wait()

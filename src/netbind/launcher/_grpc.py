@@ -135,14 +135,26 @@ class Channel:
 
     def call(self, method: str, request: bytes, timeout: float) -> bytes:
         """Send ``request`` to ``method`` (``/package.Service/Method``); returns the reply message.
-        Raises CallError. A failure other than a status from the server closes the connection."""
+        Raises CallError. A failure other than a status from the server closes the connection. On
+        a kept connection that the server has since closed, the call is made again on a new one
+        (gRPC's transparent retry: the server never saw it)."""
         deadline = time.monotonic() + timeout
+        if self._conn is not None and self._conn.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            self.close()   # the server's GOAWAY came with the last call: dial again
+        reused = self._sock is not None
+        call = None
         try:
             self.connect(timeout)
-            return _Call(self._sock, self._conn, deadline).run(self._authority, method.encode(), request)
+            call = _Call(self._sock, self._conn, deadline)
+            return call.run(self._authority, method.encode(), request)
+        except h2.exceptions.ProtocolError as exc:
+            self.close()
+            raise CallError(INTERNAL, f'connection error: desc = "transport: {exc}"') from None
         except CallError as exc:
             if exc.code in (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED, CANCELLED):
                 self.close()   # the connection's state is not known: the next call dials again
+            if reused and exc.code == UNAVAILABLE and call is not None and not call.headers:
+                return self.call(method, request, max(0.0, deadline - time.monotonic()))
             raise
 
 
