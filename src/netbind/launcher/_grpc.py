@@ -23,6 +23,7 @@ import h2.exceptions
 import h2.settings
 
 MAX_RECEIVE_BYTES = 4 * 1024 * 1024   # grpc-go's default for a client, as grpcio's
+UNMARSHAL_FAILED = "grpc: failed to unmarshal the received message"   # grpc-go's text, before the cause
 _WINDOW = 1 << 24                      # what we let the server send before it waits for us
 _READ_SIZE = 1 << 16
 

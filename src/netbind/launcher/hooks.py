@@ -143,7 +143,7 @@ def query_info(path: Path, *, timeout: float = INFO_TIMEOUT, channel: "_grpc.Cha
     except _grpc.CallError as exc:
         raise RPCError.from_call(exc) from None
     except _wire.DecodeError as exc:
-        raise RPCError("Internal", f"grpc: failed to unmarshal the received message: {exc}") from None
+        raise RPCError("Internal", f"{_grpc.UNMARSHAL_FAILED}: {exc}") from None
     finally:
         if own:
             channel.close()
@@ -257,7 +257,7 @@ class HookManager:
             except _grpc.CallError as exc:
                 raise RPCError.from_call(exc) from None
             except _wire.DecodeError as exc:
-                raise RPCError("Internal", f"grpc: failed to unmarshal the received message: {exc}") from None
+                raise RPCError("Internal", f"{_grpc.UNMARSHAL_FAILED}: {exc}") from None
             if trace is not None:
                 trace.append({"socket": str(sidecar.socket_path), "version": sidecar.version,
                               "duration_ms": round((time.perf_counter() - started) * 1000, 3),

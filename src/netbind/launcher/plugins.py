@@ -87,8 +87,8 @@ def mutate_domain(socket: Path, plugin: str, domain_xml: bytes, vmi_json: bytes,
         except _grpc.CallError as exc:
             raise PluginHookError(f"MutateDomain RPC to {plugin} failed with {exc.code_name}: {exc.message}") from None
         except _wire.DecodeError as exc:
-            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with Internal: grpc: failed to unmarshal"
-                                  f" the received message: {exc}") from None
+            raise PluginHookError(f"MutateDomain RPC to {plugin} failed with Internal: {_grpc.UNMARSHAL_FAILED}:"
+                                  f" {exc}") from None
 
 
 def apply_domain_hooks(hooks: Sequence[PlannedHook], domain_xml: bytes, vmi_json: bytes, invocation_context: str,
