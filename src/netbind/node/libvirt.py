@@ -189,11 +189,12 @@ def minimal_domain_xml(name: str, interfaces: Iterable[tuple[str, str]], memory_
 
 # ---- live or paused migration (pure) --------------------------------------------------------------
 
-# QEMU before 9.0 under TCG loses guest writes during a live migration: after a dirty-bitmap sync
-# of an aligned range it does not re-arm the TCG TLB's dirty tracking, so a page whose TLB entry
-# stays resident (a kernel stack, the timer queue) is written on the source and never sent again
-# (QEMU commit 03bfc2188f, "physmem: Fix migration dirty bitmap coherency with TCG memory access",
-# 9.0; Debian 12's 7.2 lacks it). The target runs on stale pages and its kernel dies (bench/flake.py).
+# Debian 12's QEMU 7.2 under TCG loses guest writes during a live migration: the target's kernel
+# dies on stale pages within seconds (bench/flake.py: 8 of 12; QEMU 10: 0 of 6). Most likely the bug
+# QEMU 9.0 fixed (commit 03bfc2188f, "physmem: Fix migration dirty bitmap coherency with TCG memory
+# access"): after a dirty-bitmap sync of an aligned range the TCG TLB's dirty tracking was not
+# re-armed, so a page whose TLB entry stays resident (a kernel stack, the timer queue) was written
+# on the source and never sent again. Paused, the guest writes nothing while its RAM is copied.
 TCG_LIVE_MIGRATION_FIXED = 9_000_000   # libvirt's version number of QEMU 9.0.0
 
 
