@@ -76,3 +76,17 @@ def test_link_state_for_unknown_mac_is_a_clear_error():
 def test_entities_are_not_resolved():
     evil = '<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/hostname">]><domain type="kvm"><name>&x;</name><devices/></domain>'
     assert "&x;" in lv.to_tcg(evil)
+
+
+@pytest.mark.parametrize("domain_type, qemu_version, paused", [
+    ("qemu", 7_002_022, True),     # Debian 12's QEMU 7.2.22 under TCG: the live path loses guest writes
+    ("qemu", 8_002_000, True),
+    ("qemu", 9_000_000, False),    # the TCG dirty-tracking fix is in 9.0
+    ("qemu", 10_000_002, False),   # the native stack's QEMU 10
+    ("kvm", 7_002_022, False),     # KVM tracks dirty pages in the kernel: live as KubeVirt does
+])
+def test_migration_is_paused_only_under_tcg_on_a_qemu_without_the_fix(domain_type, qemu_version, paused):
+    reason = lv.paused_migration_reason(domain_type, qemu_version)
+    assert (reason is not None) == paused
+    if paused:
+        assert f"QEMU {qemu_version // 1_000_000}.{qemu_version // 1000 % 1000} under TCG" in reason

@@ -321,10 +321,11 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         channel = target.names.directory / "migration"
         channel.mkdir(mode=0o700, exist_ok=True)
         target_lv.hand_to_qemu(channel)   # the target QEMU listens there (as libvirt-qemu on the native path)
+        paused = source_lv.paused_migration_reason(domain_name)
         t0 = time.perf_counter()
         try:
             job = source_lv.migrate(domain_name, target_lv, channel / "qemu.sock",
-                                    channel / "nbd.sock" if state.get("disks") else None)
+                                    channel / "nbd.sock" if state.get("disks") else None, live=paused is None)
         except lv.LibvirtError as exc:
             qemu_log = target_lv.layout.dir("/var/log/libvirt") / "qemu" / f"{domain_name}.log"
             raise UpError(f"live migration failed: {exc}", details=_tail(qemu_log, "target qemu")) from None
@@ -333,7 +334,9 @@ def _migrate_to(target, source, state, vmi, config, manifests, profile, pod_mani
         wall = time.perf_counter() - t0
         job = {k: v for k, v in job.items() if isinstance(v, (int, float, str))}
         info["detail"] = (f"{wall:.2f} s, downtime {job.get('downtime', '?')} ms,"
-                          f" {job.get('data_processed', 0) / 2**20:.1f} MiB")
+                          f" {job.get('data_processed', 0) / 2**20:.1f} MiB" + (f"; {paused}" if paused else ""))
+    if paused:
+        substitutions.append(f"migration: {paused}")
     migration.update({"completed": True, "endTimestamp": _now(), "targetNodeDomainDetected": True,
                       "targetNodeDomainReadyTimestamp": _now()})
     # the VM runs on the target now: from here on, failures are reported, not rolled back
