@@ -423,3 +423,18 @@ def test_an_early_error_stops_a_client_still_sending(served):
     fields = dict(hpack.Decoder().decode(answer.data))
     assert fields["grpc-status"] == str(_grpc.RESOURCE_EXHAUSTED)
     assert [(f.stream_id, f.error_code) for f in got if isinstance(f, hf.RstStreamFrame)] == [(1, _grpc.NO_ERROR)]
+
+
+def test_a_second_request_message_is_refused_before_the_stream_ends(served):
+    """A client that keeps streaming messages on a unary call is answered (INTERNAL) and stopped at
+    the second message: the server does not buffer them until the stream ends."""
+    import hpack
+    import hyperframe.frame as hf
+
+    _, path, _ = served
+    got = _raw_frames(path, _grpc._frame(_grpc.HEADERS, _grpc.END_HEADERS, 1, _block(_headers()))
+                      + _grpc._frame(_grpc.DATA, 0, 1, _message(b"one") + _message(b"two")), until_reset=True)
+    (answer,) = [f for f in got if isinstance(f, hf.HeadersFrame)]
+    fields = dict(hpack.Decoder().decode(answer.data))
+    assert fields["grpc-status"] == str(_grpc.INTERNAL) and "exactly one request message" in fields["grpc-message"]
+    assert [(f.stream_id, f.error_code) for f in got if isinstance(f, hf.RstStreamFrame)] == [(1, _grpc.NO_ERROR)]

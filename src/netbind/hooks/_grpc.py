@@ -203,6 +203,8 @@ class _Connection:
                     self._goaway(exc.code, str(exc))
                 except hpack.HPACKError as exc:
                     self._goaway(COMPRESSION_ERROR, f"header block: {exc}")
+                except Exception as exc:   # a fault here ends this connection, never the I/O loop
+                    self._goaway(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         self.flush()
 
     def _process(self) -> None:
@@ -444,6 +446,9 @@ class _Connection:
             if size > self.server.max_receive_bytes:
                 self._fail(stream, RESOURCE_EXHAUSTED, f"grpc: received message larger than max "
                                                        f"({size} vs. {self.server.max_receive_bytes})")
+                return False
+            if len(stream.body) > 5 + size:   # a second message: refused now, not buffered without end
+                self._fail(stream, INTERNAL, "grpc: a unary call carries exactly one request message")
                 return False
         return True
 
