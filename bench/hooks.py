@@ -3,9 +3,9 @@
     .venv/bin/python bench/hooks.py [--calls 2000] [--rounds 3] [--starts 10] [--long-calls 100000]
                                     [--other NAME=COMMAND] [--max-seconds 600] [--json]
 
-Sidecars, all in one run: ``new`` (the SDK's passt sidecar: h2 server, hand-coded messages),
-``old`` (the same app served by grpcio and the generated protobuf code, as the SDK did before:
-kept here while both exist), ``echo-old`` (grpcio serving a define step that returns its input:
+Sidecars, all in one run: ``new`` (the SDK's passt sidecar: HTTP/2 framed by the SDK, HPACK by
+``hpack``, hand-coded messages), ``old`` (the same app served by grpcio and the generated protobuf
+code, as the SDK did before: kept here while both exist), ``echo-old`` (grpcio serving a define step that returns its input:
 the floor of the old stack), ``echo-new`` (the same on the new stack), and each ``--other``
 (a command run with ``{socket}`` replaced by the socket path; e.g. KubeVirt's Go sidecar).
 

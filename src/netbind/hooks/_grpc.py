@@ -1,17 +1,22 @@
-"""A unary-only gRPC server on a unix socket: HTTP/2 by the ``h2`` library, threads, no asyncio.
+"""A unary-only gRPC server on a unix socket: HTTP/2 framed here, HPACK by ``hpack``, threads.
 
 What a hook sidecar needs of gRPC and no more: unary calls (one request message, one reply),
 status codes and messages in trailers, ``grpc-timeout`` deadlines, concurrent streams on one
 connection, a client that dials and hangs up per call, GOAWAY on stop. Leader and followers: one
-thread at a time (the leader) runs the I/O loop and owns every socket and h2 state machine; when it
+thread at a time (the leader) runs the I/O loop and owns every socket and connection state; when it
 has read a call and another thread is idle, it hands the loop to that thread and runs the handler
 itself, so one thread reads, answers and sends a call (calls that never block run inline). A
 handler's reply goes out from its own thread; what the socket does not take, the leader sends.
+
+HTTP/2 is done here rather than by ``h2``: its general state machine cost ~150 us of a ~1 ms call
+(events, validation, an encoder per connection), while a unary server needs a handful of frames
+with constant header blocks. What it keeps of RFC 9113: the preface and SETTINGS exchange, both
+windows in both directions (WINDOW_UPDATE as requests are read; replies wait for the peer's
+window), frame size limits, CONTINUATION, padding, PING, RST_STREAM, GOAWAY, stream limits.
 """
 from __future__ import annotations
 
 import collections
-import functools
 import os
 import queue
 import selectors
@@ -21,12 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
+import hpack
 
 # gRPC status codes (grpc/include/grpc/impl/codegen/status.h)
 OK, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 2, 3, 4
@@ -39,14 +39,6 @@ MAX_RECEIVE_BYTES = 4 * 1024 * 1024   # grpc-go's and grpcio's default server li
 _STREAM_WINDOW = 1 << 20              # a whole domain arrives without waiting for WINDOW_UPDATEs
 _CONNECTION_WINDOW = 1 << 24
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-_RESPONSE_HEADERS = ((b":status", b"200"), (b"content-type", b"application/grpc"))
-
-
-class _H2Connection(h2.connection.H2Connection):
-    # h2 remembers how each closed stream ended, up to 65,536 of them per connection: on a kept
-    # connection that is megabytes. A unary server needs only the last few (late frames of a call
-    # it has just answered or reset).
-    MAX_CLOSED_STREAMS = 256
 
 
 class Status(Exception):
@@ -83,6 +75,72 @@ def parse_timeout(value: bytes) -> float | None:
     return int(digits) * unit
 
 
+# ---- HTTP/2 (RFC 9113) as a unary gRPC server needs it ------------------------------------------
+# Frames are read and written here directly; header blocks are decoded by ``hpack`` (the peer's
+# dynamic table and Huffman coding). What we send never uses the dynamic table (literals without
+# indexing), so our header blocks are constants or built by :func:`_literal`, with no encoder state.
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
+_HEADER_TABLE_SIZE, _ENABLE_PUSH, _MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
+_INITIAL_WINDOW_SIZE, _MAX_FRAME_SIZE, _MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
+_DEFAULT_WINDOW = 65535
+_MAX_WINDOW = (1 << 31) - 1
+_FRAME_LIMIT = 16384                  # the largest frame we accept (the default; we never raise it)
+MAX_CONCURRENT_STREAMS = 100
+MAX_HEADER_LIST_BYTES = 16384         # grpc-go's default limit is 16 MiB; a hook request has ~300 bytes
+
+
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return (len(payload) << 48 | kind << 40 | flags << 32 | stream_id).to_bytes(9, "big") + payload
+
+
+def _hpack_int(value: int, prefix: int, first: int) -> bytes:
+    """An HPACK integer (RFC 7541 5.1) with a ``prefix``-bit prefix OR-ed into ``first``."""
+    limit = (1 << prefix) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """A header field as a literal without indexing, name and value not Huffman-coded."""
+    return b"\0" + _hpack_int(len(name), 7, 0) + name + _hpack_int(len(value), 7, 0) + value
+
+
+# :status 200 (static table entry 8), content-type (name: static entry 31) application/grpc
+_OK_HEADERS = b"\x88" + _hpack_int(31, 4, 0) + _hpack_int(16, 7, 0) + b"application/grpc"
+_OK_TRAILERS = _literal(b"grpc-status", b"0")
+# our SETTINGS (the stream window for requests, the stream limit) and the connection's window
+_SERVER_PREFACE = (_frame(SETTINGS, 0, 0, b"".join(
+    k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in (
+        (_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS), (_INITIAL_WINDOW_SIZE, _STREAM_WINDOW),
+        (_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_BYTES))))
+    + _frame(WINDOW_UPDATE, 0, 0, (_CONNECTION_WINDOW - _DEFAULT_WINDOW).to_bytes(4, "big")))
+_SETTINGS_ACK = _frame(SETTINGS, ACK, 0)
+
+
+def _status_headers(status: bytes, content_type: bytes) -> bytes:
+    return b"\x08" + _hpack_int(len(status), 7, 0) + status + _hpack_int(31, 4, 0) + _hpack_int(
+        len(content_type), 7, 0) + content_type
+
+
+class _ConnectionError(Exception):
+    """The peer broke HTTP/2: GOAWAY with this code, then hang up."""
+
+    def __init__(self, code: int, why: str):
+        super().__init__(why)
+        self.code = code
+
+
 @dataclass
 class _Stream:
     id: int
@@ -91,33 +149,35 @@ class _Stream:
     body: bytearray = field(default_factory=bytearray)
     discard: bool = False       # answered already (an error): later DATA is only flow-controlled
     pending: memoryview | None = None   # reply DATA waiting for flow-control window
-    trailers: tuple = ()
+    trailers: bytes = b""
     encoding: bytes = b"identity"
+    window: int = _DEFAULT_WINDOW    # what the peer lets us send on this stream
+    unacked: int = 0            # request bytes received and not yet given back by WINDOW_UPDATE
+    remote_closed: bool = False # the client has ended its side (END_STREAM)
 
 
 class _Connection:
     def __init__(self, server: "UnaryServer", sock: socket.socket):
         self.server = server
         self.sock = sock
-        # our outbound headers are constants: validating and normalizing them per call is waste
-        self.h2 = _H2Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True,
-            validate_outbound_headers=False, normalize_outbound_headers=False))
-        # Huffman-coding them costs more time than the bytes it saves on a unix socket
-        self.h2.encoder.encode = functools.partial(self.h2.encoder.encode, huffman=False)
-        # one SETTINGS frame with our window (not a second one the client must also acknowledge)
-        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW})
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST_BYTES)
+        self.inbox = bytearray()
+        self.preface_seen = False
+        self.settings_seen = False
+        self.header_block: tuple[int, int, bytearray] | None = None   # (stream, flags, block) until END_HEADERS
+        self.last_stream_id = 0       # the highest stream the client opened
+        self.peer_window = _DEFAULT_WINDOW    # the connection's send window
+        self.peer_initial_window = _DEFAULT_WINDOW
+        self.peer_max_frame = 16384
+        self.unacked = 0              # connection-level bytes to give back
         self.streams: dict[int, _Stream] = {}
-        self.outbox = bytearray()
+        self.outbox = bytearray(_SERVER_PREFACE)
         self.closing = False     # flush what is queued, then close
+        self.goaway_sent = False
         self.closed = False
         self.broken = False      # the peer is gone (a send failed)
         self.writing = False     # registered for EVENT_WRITE (I/O thread only)
-        # h2 state, streams and outbox: the I/O thread and a worker sending its reply take turns
+        # streams, windows and outbox: the I/O thread and a worker sending its reply take turns
         self.lock = threading.Lock()
 
     # -- input --------------------------------------------------------------------------------
@@ -132,58 +192,238 @@ class _Connection:
             self.close()
             return
         with self.lock:
-            try:
-                events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError as exc:
-                self.h2.close_connection(error_code=getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
-                self.closing = True
-                events = []
-            for event in events:
-                self._on_event(event)
+            if not self.closing:
+                if self.inbox:
+                    self.inbox += data
+                else:
+                    self.inbox = bytearray(data)
+                try:
+                    self._process()
+                except _ConnectionError as exc:
+                    self._goaway(exc.code, str(exc))
+                except hpack.HPACKError as exc:
+                    self._goaway(COMPRESSION_ERROR, f"header block: {exc}")
+                except Exception as exc:   # a fault here ends this connection, never the I/O loop
+                    self._goaway(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         self.flush()
 
-    def _on_event(self, event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event.stream_id, event.headers)
-        elif isinstance(event, h2.events.DataReceived):
-            if event.flow_controlled_length:
-                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            stream = self.streams.get(event.stream_id)
-            if stream is not None and not stream.discard:
-                stream.body += event.data
-                self._check_size(stream)
-        elif isinstance(event, h2.events.StreamEnded):
-            stream = self.streams.get(event.stream_id)
-            if stream is not None and not stream.discard:
-                self._dispatch(stream)
-        elif isinstance(event, h2.events.StreamReset):
-            self.streams.pop(event.stream_id, None)   # the client gave up: a late reply is dropped
-        elif isinstance(event, h2.events.WindowUpdated):
-            for stream in list(self.streams.values()):
-                if stream.pending is not None:
-                    self._send_pending(stream)
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            self.closing = True
+    def _process(self) -> None:
+        # frames are read from an immutable copy: the views handed on must outlive the buffer's edits
+        inbox = bytes(self.inbox)
+        pos = 0
+        if not self.preface_seen:
+            if len(inbox) < len(_PREFACE):
+                if not _PREFACE.startswith(inbox):
+                    raise _ConnectionError(PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                return
+            if not inbox.startswith(_PREFACE):
+                raise _ConnectionError(PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+            self.preface_seen = True
+            pos = len(_PREFACE)
+        end = len(inbox)
+        view = memoryview(inbox)
+        try:
+            while end - pos >= 9 and not self.closing:
+                length = int.from_bytes(view[pos:pos + 3], "big")
+                if length > _FRAME_LIMIT:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, f"a frame of {length} bytes, over {_FRAME_LIMIT}")
+                if end - pos < 9 + length:
+                    break
+                kind, flags = inbox[pos + 3], inbox[pos + 4]
+                stream_id = int.from_bytes(view[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+                payload = view[pos + 9:pos + 9 + length]
+                pos += 9 + length
+                self._on_frame(kind, flags, stream_id, payload)
+        finally:
+            del self.inbox[:pos]
 
-    def _on_request(self, stream_id: int, headers) -> None:
-        stream = _Stream(stream_id)
+    def _on_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
+        if self.header_block is not None and kind != CONTINUATION:
+            raise _ConnectionError(PROTOCOL_ERROR, "a header block interrupted by another frame")
+        if not self.settings_seen:
+            if kind != SETTINGS or flags & ACK:
+                raise _ConnectionError(PROTOCOL_ERROR, "the connection must begin with SETTINGS")
+            self.settings_seen = True
+        if kind == DATA:
+            self._on_data(flags, stream_id, payload)
+        elif kind == HEADERS:
+            if stream_id == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "HEADERS on stream 0")
+            block = _unpad(flags, payload)
+            if flags & PRIORITY_FLAG:
+                if len(block) < 5:
+                    raise _ConnectionError(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                block = block[5:]
+            if flags & END_HEADERS:
+                self._on_headers(stream_id, flags, bytes(block))
+            else:
+                self.header_block = (stream_id, flags, bytearray(block))
+        elif kind == CONTINUATION:
+            if self.header_block is None or self.header_block[0] != stream_id:
+                raise _ConnectionError(PROTOCOL_ERROR, "CONTINUATION without its HEADERS")
+            block = self.header_block[2]
+            block += payload
+            if len(block) > MAX_HEADER_LIST_BYTES * 2:
+                raise _ConnectionError(COMPRESSION_ERROR, "header block too large")
+            if flags & END_HEADERS:
+                first_flags = self.header_block[1]
+                self.header_block = None
+                self._on_headers(stream_id, first_flags, bytes(block))
+        elif kind == SETTINGS:
+            self._on_settings(flags, stream_id, payload)
+        elif kind == WINDOW_UPDATE:
+            if len(payload) != 4:
+                raise _ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE of a wrong size")
+            increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+            self._on_window_update(stream_id, increment)
+        elif kind == PING:
+            if len(payload) != 8 or stream_id:
+                raise _ConnectionError(FRAME_SIZE_ERROR if len(payload) != 8 else PROTOCOL_ERROR, "a malformed PING")
+            if not flags & ACK:
+                self.outbox += _frame(PING, ACK, 0, bytes(payload))
+        elif kind == RST_STREAM:
+            if len(payload) != 4 or stream_id == 0:
+                raise _ConnectionError(FRAME_SIZE_ERROR if len(payload) != 4 else PROTOCOL_ERROR, "a malformed RST_STREAM")
+            self._check_known(stream_id, "RST_STREAM")
+            self.streams.pop(stream_id, None)   # the client gave up: a late reply is dropped
+        elif kind == PRIORITY:
+            if len(payload) != 5 or stream_id == 0:
+                raise _ConnectionError(FRAME_SIZE_ERROR if len(payload) != 5 else PROTOCOL_ERROR, "a malformed PRIORITY")
+        elif kind == GOAWAY:
+            self.closing = True   # the client leaves: what is queued goes out, then we hang up
+        elif kind == PUSH_PROMISE:
+            raise _ConnectionError(PROTOCOL_ERROR, "a client may not push")
+        # frames of unknown types are ignored (RFC 9113 4.1)
+
+    def _check_known(self, stream_id: int, what: str) -> None:
+        if stream_id > self.last_stream_id:
+            raise _ConnectionError(PROTOCOL_ERROR, f"{what} on idle stream {stream_id}")
+
+    def _on_settings(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if stream_id:
+            raise _ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & ACK:
+            if len(payload):
+                raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            return
+        if len(payload) % 6:
+            raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS of a wrong size")
+        for i in range(0, len(payload), 6):
+            key, value = int.from_bytes(payload[i:i + 2], "big"), int.from_bytes(payload[i + 2:i + 6], "big")
+            if key == _INITIAL_WINDOW_SIZE:
+                if value > _MAX_WINDOW:
+                    raise _ConnectionError(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self.streams.values():
+                    stream.window += delta
+            elif key == _MAX_FRAME_SIZE:
+                if not 16384 <= value <= 16777215:
+                    raise _ConnectionError(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self.peer_max_frame = value
+            elif key == _ENABLE_PUSH and value > 1:
+                raise _ConnectionError(PROTOCOL_ERROR, "ENABLE_PUSH must be 0 or 1")
+            # HEADER_TABLE_SIZE bounds an encoder's dynamic table: ours has none
+        self.outbox += _SETTINGS_ACK
+        self._send_all_pending()
+
+    def _on_window_update(self, stream_id: int, increment: int) -> None:
+        if stream_id == 0:
+            if increment == 0:
+                raise _ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0 on the connection")
+            self.peer_window += increment
+            if self.peer_window > _MAX_WINDOW:
+                raise _ConnectionError(FLOW_CONTROL_ERROR, "connection window over 2^31-1")
+            self._send_all_pending()
+            return
+        self._check_known(stream_id, "WINDOW_UPDATE")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return   # a stream we have finished: late updates are allowed
+        if increment == 0 or stream.window + increment > _MAX_WINDOW:
+            self._reset(stream, PROTOCOL_ERROR if increment == 0 else FLOW_CONTROL_ERROR)
+            return
+        stream.window += increment
+        if stream.pending is not None:
+            self._send_pending(stream)
+
+    def _on_data(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if stream_id == 0:
+            raise _ConnectionError(PROTOCOL_ERROR, "DATA on stream 0")
+        self._check_known(stream_id, "DATA")
+        # every byte of the frame counts against the windows, padding included
+        self.unacked += len(payload)
+        if self.unacked >= _CONNECTION_WINDOW // 2:
+            self.outbox += _frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big"))
+            self.unacked = 0
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return   # finished or reset by us: only the connection's window matters
+        if stream.remote_closed:
+            self._reset(stream, STREAM_CLOSED)
+            return
+        stream.unacked += len(payload)
+        if stream.unacked > _STREAM_WINDOW:
+            self._reset(stream, FLOW_CONTROL_ERROR)
+            return
+        data = _unpad(flags, payload)
+        if flags & END_STREAM:
+            stream.remote_closed = True
+        elif stream.unacked >= _STREAM_WINDOW // 2:
+            self.outbox += _frame(WINDOW_UPDATE, 0, stream_id, stream.unacked.to_bytes(4, "big"))
+            stream.unacked = 0
+        if stream.discard:
+            return
+        stream.body += data
+        if self._check_size(stream) and stream.remote_closed:
+            self._dispatch(stream)
+
+    def _on_headers(self, stream_id: int, flags: int, block: bytes) -> None:
+        headers = self.decoder.decode(block, raw=True)   # always: the decoder's table must follow the peer's
+        stream = self.streams.get(stream_id)
+        if stream_id <= self.last_stream_id:
+            if stream is None:
+                return   # a stream we have finished or refused; frames in flight are expected
+            if stream.remote_closed:
+                self._reset(stream, STREAM_CLOSED)
+                return
+            # trailers from the client: the request ends here
+            if not flags & END_STREAM:
+                raise _ConnectionError(PROTOCOL_ERROR, "trailers without END_STREAM")
+            stream.remote_closed = True
+            if not stream.discard:
+                self._dispatch(stream)
+            return
+        if not stream_id & 1:
+            raise _ConnectionError(PROTOCOL_ERROR, f"a client opened even stream {stream_id}")
+        self.last_stream_id = stream_id
+        stream = _Stream(stream_id, window=self.peer_initial_window, remote_closed=bool(flags & END_STREAM))
+        if self.server.stopping or self.goaway_sent or len(self.streams) >= MAX_CONCURRENT_STREAMS:
+            self.outbox += _frame(RST_STREAM, 0, stream_id, REFUSED_STREAM.to_bytes(4, "big"))
+            return
         self.streams[stream_id] = stream
-        if self.server.stopping:
-            self.streams.pop(stream_id)
-            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        self._on_request(stream, headers)
+        if stream.remote_closed and not stream.discard:
+            self._dispatch(stream)
+
+    def _on_request(self, stream: _Stream, headers) -> None:
+        values = {}
+        for name, value in headers:
+            if name in values and name[:1] == b":":
+                self._reset(stream, PROTOCOL_ERROR)   # a malformed request (RFC 9113 8.1.1)
+                return
+            values[name] = value
+        if b":path" not in values or b":method" not in values or b":scheme" not in values:
+            self._reset(stream, PROTOCOL_ERROR)
             return
-        values = dict(headers)
+        method = values[b":method"]
         content_type = values.get(b"content-type", b"")
-        if values.get(b":method") != b"POST" or not (content_type == b"application/grpc"
-                                                     or content_type.startswith((b"application/grpc+",
-                                                                                 b"application/grpc;"))):
+        if method != b"POST" or not (content_type == b"application/grpc"
+                                     or content_type.startswith((b"application/grpc+", b"application/grpc;"))):
             # not gRPC: an HTTP answer, as grpc-go gives
-            stream.discard = True
-            self.streams.pop(stream_id)
-            self.h2.send_headers(stream_id, ((b":status", b"415" if values.get(b":method") == b"POST" else b"405"),
-                                             (b"content-type", b"text/plain")), end_stream=True)
+            self._finish(stream, _status_headers(b"415" if method == b"POST" else b"405", b"text/plain"))
             return
-        path = values.get(b":path", b"").decode("latin-1")
+        path = values[b":path"].decode("latin-1")
         stream.method = self.server.methods.get(path)
         if stream.method is None:
             service, _, name = path.lstrip("/").rpartition("/")
@@ -200,12 +440,17 @@ class _Connection:
             stream.deadline = time.monotonic() + seconds
         stream.encoding = values.get(b"grpc-encoding", b"identity")
 
-    def _check_size(self, stream: _Stream) -> None:
+    def _check_size(self, stream: _Stream) -> bool:
         if len(stream.body) >= 5:
             size = int.from_bytes(stream.body[1:5], "big")
             if size > self.server.max_receive_bytes:
                 self._fail(stream, RESOURCE_EXHAUSTED, f"grpc: received message larger than max "
                                                        f"({size} vs. {self.server.max_receive_bytes})")
+                return False
+            if len(stream.body) > 5 + size:   # a second message: refused now, not buffered without end
+                self._fail(stream, INTERNAL, "grpc: a unary call carries exactly one request message")
+                return False
+        return True
 
     def _dispatch(self, stream: _Stream) -> None:
         body = stream.body
@@ -221,7 +466,7 @@ class _Connection:
                 self._fail(stream, UNIMPLEMENTED, "grpc: Decompressor is not installed for grpc-encoding "
                            f"\"{encoding.decode('latin-1')}\"")
             return
-        request = bytes(body[5:])
+        request = bytes(memoryview(body)[5:])
         stream.body = bytearray()
         if stream.method.inline:
             self.complete(stream.id, *_call(stream.method, request))
@@ -237,62 +482,83 @@ class _Connection:
         if code != OK:
             self._fail(stream, code, message)
             return
-        try:
-            self.h2.send_headers(stream_id, _RESPONSE_HEADERS)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.streams.pop(stream_id, None)
-            return
+        self.outbox += _frame(HEADERS, END_HEADERS, stream_id, _OK_HEADERS)
         stream.pending = memoryview(b"\0" + len(payload).to_bytes(4, "big") + payload)
-        stream.trailers = ((b"grpc-status", b"0"),)
+        stream.trailers = _OK_TRAILERS
+        stream.discard = True
         self._send_pending(stream)
         if stream.method is not None and stream.method.after_reply is not None:
             stream.method.after_reply()
 
     def _send_pending(self, stream: _Stream) -> None:
+        """DATA as far as both windows allow; once all is out, the trailers end the stream."""
         data = stream.pending
-        try:
-            while data:
-                room = min(self.h2.local_flow_control_window(stream.id), self.h2.max_outbound_frame_size)
-                if room <= 0:
-                    stream.pending = data
-                    return
-                self.h2.send_data(stream.id, data[:room])
-                data = data[room:]
-            stream.pending = None
-            self.h2.send_headers(stream.id, stream.trailers, end_stream=True)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
+        while data:
+            room = min(self.peer_window, stream.window, self.peer_max_frame, len(data))
+            if room <= 0:
+                stream.pending = data
+                return
+            self.outbox += _frame(DATA, 0, stream.id, data[:room])
+            self.peer_window -= room
+            stream.window -= room
+            data = data[room:]
+        stream.pending = None
+        self._finish(stream, stream.trailers)
+
+    def _send_all_pending(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.pending is not None:
+                self._send_pending(stream)
+
+    def _finish(self, stream: _Stream, block: bytes) -> None:
+        """Headers that end the stream; a client still sending is told to stop (RST_STREAM NO_ERROR,
+        as grpc-go does), and nothing of the stream is kept."""
+        stream.discard = True
         self.streams.pop(stream.id, None)
+        self._headers(stream.id, block, END_STREAM)
+        if not stream.remote_closed:
+            self.outbox += _frame(RST_STREAM, 0, stream.id, NO_ERROR.to_bytes(4, "big"))
+
+    def _headers(self, stream_id: int, block: bytes, flags: int) -> None:
+        size = self.peer_max_frame
+        if len(block) <= size:
+            self.outbox += _frame(HEADERS, flags | END_HEADERS, stream_id, block)
+            return
+        chunks = [block[i:i + size] for i in range(0, len(block), size)]
+        self.outbox += _frame(HEADERS, flags, stream_id, chunks[0])
+        for i, chunk in enumerate(chunks[1:], 2):
+            self.outbox += _frame(CONTINUATION, END_HEADERS if i == len(chunks) else 0, stream_id, chunk)
 
     def _fail(self, stream: _Stream, code: int, message: str) -> None:
         """A trailers-only response: status and message in the one HEADERS frame that ends the stream."""
+        self._finish(stream, _OK_HEADERS + _literal(b"grpc-status", str(code).encode())
+                     + _literal(b"grpc-message", percent_encode(message)))
+
+    def _reset(self, stream: _Stream, code: int) -> None:
         stream.discard = True
         self.streams.pop(stream.id, None)
-        try:
-            self.h2.send_headers(stream.id, (*_RESPONSE_HEADERS, (b"grpc-status", str(code).encode()),
-                                             (b"grpc-message", percent_encode(message))), end_stream=True)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
+        self.outbox += _frame(RST_STREAM, 0, stream.id, code.to_bytes(4, "big"))
+
+    def _goaway(self, code: int, why: str = "") -> None:
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self.outbox += _frame(GOAWAY, 0, 0, self.last_stream_id.to_bytes(4, "big") + code.to_bytes(4, "big")
+                                  + why.encode()[:256])
+        self.closing = True
 
     def expire(self, stream_id: int) -> None:
         with self.lock:
             stream = self.streams.get(stream_id)
-            if stream is None or stream.discard:
-                return
-            if stream.pending is not None:   # its reply is half sent: the client stopped reading it
-                self.streams.pop(stream_id)
-                try:
-                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                    pass
-            else:
-                self._fail(stream, DEADLINE_EXCEEDED, "Deadline Exceeded")
+            if stream is not None and not (stream.discard and stream.pending is None):
+                if stream.pending is not None:   # its reply is half sent: the client stopped reading it
+                    self._reset(stream, CANCEL)
+                else:
+                    self._fail(stream, DEADLINE_EXCEEDED, "Deadline Exceeded")
         self.flush()
 
     def write(self) -> bool:
-        """Send what h2 has queued, as far as the socket takes it (with ``lock`` held, any thread);
+        """Send what is queued, as far as the socket takes it (with ``lock`` held, any thread);
         False if the I/O thread has more to do: wait for the socket, or hang up."""
-        self.outbox += self.h2.data_to_send()
         while self.outbox:
             try:
                 sent = self.sock.send(self.outbox)
@@ -322,13 +588,9 @@ class _Connection:
             self.close()
 
     def goaway(self) -> None:
-        """GOAWAY and hang up once what is queued is written (h2 sends nothing more after it)."""
+        """GOAWAY and hang up once what is queued is written."""
         with self.lock:
-            self.closing = True
-            try:
-                self.h2.close_connection()
-            except h2.exceptions.ProtocolError:
-                pass
+            self._goaway(NO_ERROR)
         self.flush()
 
     def close(self) -> None:
@@ -343,6 +605,14 @@ class _Connection:
         except (KeyError, ValueError):
             pass
         self.sock.close()
+
+
+def _unpad(flags: int, payload: memoryview) -> memoryview:
+    if not flags & PADDED:
+        return payload
+    if not len(payload) or payload[0] >= len(payload):
+        raise _ConnectionError(PROTOCOL_ERROR, "padding longer than the frame")
+    return payload[1:len(payload) - payload[0]]
 
 
 def _call(method: Method, request: bytes) -> tuple[int, bytes, str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from lxml import etree
+
 from netbind.domain import QEMU_NS, Domain, Interface, PortForward, PortRange
 from netbind.hooks import App, HookContext, HookError
 from netbind.hooks._vmi import VMIDecodeError, vmi_root
@@ -113,20 +115,39 @@ def plan(vmi_json: dict, binding: str) -> PasstInterface:
 
 
 def build_interface(desired: PasstInterface) -> Interface:
-    iface = Interface.create("vhostuser")
-    if desired.pci_address is not None:
+    # A new element is built child by child in the order KubeVirt's Go structs write them, so
+    # each child is appended, not placed by Interface's setters (a search per child; this is
+    # on every call's reply path). Values are checked by lxml as the setters' are.
+    element = etree.Element("interface", type="vhostuser")
+    child = etree.SubElement
+    child(element, "source", dev=desired.pod_interface)
+    child(element, "model", type=desired.model)
+    if desired.mac is not None:
+        child(element, "mac", address=desired.mac)
+    child(element, "alias", name="ua-" + desired.name)
+    if desired.acpi_index is not None:
+        child(element, "acpi", index=str(desired.acpi_index))
+    child(element, "backend", type="passt", logFile=PASST_LOG_FILE)
+    for forward in desired.port_forwards:
+        pf = child(element, "portForward", proto=forward.proto)
+        if forward.address is not None:
+            pf.set("address", forward.address)
+        for r in forward.ranges:
+            attrs = {"start": str(r.start)}
+            if r.end is not None:
+                attrs["end"] = str(r.end)
+            if r.to is not None:
+                attrs["to"] = str(r.to)
+            if r.exclude:
+                attrs["exclude"] = "yes"
+            child(pf, "range", attrs)
+    iface = Interface(element)
+    if desired.pci_address is not None:   # goes first, where the setter puts it
         try:
             iface.pci_address = desired.pci_address
         except ValueError:
             raise HookError("failed to generate domain interface spec: "
                             f"failed to parse pci address {desired.pci_address}") from None
-    iface.source_dev = desired.pod_interface
-    iface.model = desired.model
-    iface.mac = desired.mac
-    iface.alias = "ua-" + desired.name
-    iface.acpi_index = desired.acpi_index
-    iface.set_backend("passt", log_file=PASST_LOG_FILE)
-    iface.port_forwards = desired.port_forwards
     return iface
 
 
