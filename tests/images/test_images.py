@@ -126,12 +126,12 @@ def test_sidecar_image_is_current_and_runs_as_qemu(built_images, name):
     assert _run(spec.tag, "-c", "import os; print(os.getuid(), os.getgid())", entrypoint="python3").split() \
         == ["107", "107"]
     # only what a sidecar runs: no shell, no package manager, no libvirt-python, no CLI stack, no
-    # grpcio/protobuf (the SDK serves gRPC on h2);
+    # grpcio/protobuf and no h2 (the SDK frames HTTP/2 itself, with hpack for header blocks);
     # pydantic only where the plugin reads a validated config (the bridge plugin's DHCP settings)
     assert _run(spec.tag, "-c", "import os; print([p for p in ('/bin/sh', '/usr/bin/apt', '/usr/bin/dpkg')"
                                 " if os.path.exists(p)])", entrypoint="python3").strip() == "[]"
     present = _run(spec.tag, "-c", "import importlib.util as u; print(' '.join(m for m in ('libvirt', 'click', 'rich',"
-                                   " 'pydantic', 'grpc', 'google.protobuf') if u.find_spec(m.split('.')[0]) and u.find_spec(m)))",
+                                   " 'pydantic', 'grpc', 'google.protobuf', 'h2', 'hyperframe') if u.find_spec(m.split('.')[0]) and u.find_spec(m)))",
                    entrypoint="python3")
     assert present.split() == ([] if name == "passt" else ["pydantic"])
 

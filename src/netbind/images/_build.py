@@ -32,7 +32,7 @@ from netbind.node import paths
 INPUTS_LABEL = _base.INPUTS_LABEL
 # What the sidecar images import at run time (netbind itself goes in with --no-deps: the node
 # runtime's libvirt-python and the CLI's packages have no place in a sidecar).
-SIDECAR_REQUIREMENTS = ("h2", "hpack", "hyperframe", "lxml")   # the hook server is h2; no grpcio/protobuf
+SIDECAR_REQUIREMENTS = ("hpack", "lxml")   # the hook server frames HTTP/2 itself (hpack: header blocks); no grpcio/protobuf
 # The bridge sidecar's DHCP server validates its configuration with pydantic.
 BRIDGE_REQUIREMENTS = (*SIDECAR_REQUIREMENTS, "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
                        "typing-extensions")

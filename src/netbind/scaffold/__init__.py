@@ -67,7 +67,7 @@ def values(name: str, shape: str) -> dict[str, str]:
         manifest += ["images:", "- name: sidecar", "  containerfile: deploy/sidecar/Containerfile",
                      f"  tag: {local_image}", f"  registry: {registry_image}:v0.1.0",
                      "  # what the sidecar imports (netbind's and this project's wheels always go in)",
-                     "  requirements: [h2, hpack, hyperframe, lxml]"]
+                     "  requirements: [hpack, lxml]"]
     if has_cni:
         manifest += ["cni:", f"  types: [{name}-cni]            # NAD plugin types", "  # executables the node needs"
                      " in /opt/cni/bin (console scripts of this package)", f"  executables: [{name}-cni]",
