@@ -211,3 +211,12 @@ def test_a_kept_connection_the_server_closed_is_dialled_again(tmp_path):
             assert _wire.decode_on_define_domain_result(reply) == b"<domain/><!-- seen -->"
         finally:
             server.stop(0).wait()
+
+
+def test_a_request_over_the_servers_limit_gets_its_status_not_a_reset(grpcio_server):
+    # the server answers before it has read the whole request and then resets the stream to stop
+    # the rest: the answer counts, the reset does not
+    request = _wire.encode_on_define_domain_params(b"x" * (5 * 1024 * 1024), b"{}")
+    with _grpc.Channel(grpcio_server) as channel, pytest.raises(_grpc.CallError) as err:
+        channel.call(CALLBACKS + "OnDefineDomain", request, 10)
+    assert err.value.code_name == "ResourceExhausted" and "larger than max" in err.value.message

@@ -256,6 +256,8 @@ class _Call:
         elif isinstance(event, h2.events.StreamEnded):
             self.ended = True
         elif isinstance(event, h2.events.StreamReset):
+            if self.ended:   # the reply is complete; the server only stops the rest of our request
+                return
             code = _RESET_CODES.get(event.error_code, INTERNAL)
             name = getattr(event.error_code, "name", str(event.error_code))
             raise CallError(code, f"stream terminated by RST_STREAM with error code: {name}")
