@@ -220,3 +220,46 @@ def test_a_request_over_the_servers_limit_gets_its_status_not_a_reset(grpcio_ser
     with _grpc.Channel(grpcio_server) as channel, pytest.raises(_grpc.CallError) as err:
         channel.call(CALLBACKS + "OnDefineDomain", request, 10)
     assert err.value.code_name == "ResourceExhausted" and "larger than max" in err.value.message
+
+
+def test_a_complete_reply_stands_when_the_server_hangs_up_right_after_it(tmp_path):
+    """As a sidecar does on Shutdown: reply, GOAWAY, close, without reading what the client still
+    sends (its SETTINGS acknowledgement). The server is another process, so its close is not held
+    up by this interpreter's lock and comes before the client answers."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "stops.sock"
+    server = subprocess.Popen([sys.executable, "-c", _REPLY_AND_HANG_UP, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline() == b"listening\n"
+        for _ in range(5):
+            assert _grpc.Channel(path).call("/kubevirt.hooks.v1alpha3.Callbacks/Shutdown", b"", 5) == b""
+    finally:
+        server.kill()
+        server.wait()
+
+
+_REPLY_AND_HANG_UP = """
+import socket, sys
+import h2.config, h2.connection, h2.events
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(8)
+print("listening", flush=True)
+while True:
+    peer, _ = listener.accept()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    conn.initiate_connection()
+    ended = None
+    while ended is None:
+        for event in conn.receive_data(peer.recv(65536)):
+            if isinstance(event, h2.events.StreamEnded):
+                ended = event.stream_id
+    conn.send_headers(ended, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+    conn.send_data(ended, b"\\0\\0\\0\\0\\0")
+    conn.send_headers(ended, [(b"grpc-status", b"0")], end_stream=True)
+    conn.close_connection()
+    peer.sendall(conn.data_to_send())
+    peer.close()
+"""

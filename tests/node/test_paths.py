@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from netbind.node import paths
 
@@ -38,6 +39,11 @@ def test_prune_builds_keeps_an_old_build_a_process_holds_open_mapped_or_names(tm
     # a tiny VM's QEMU read its -kernel at start and closed it; its command line still names it
     namer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-kernel",
                               str(named / "disk.qcow2")])
+    # the kernel sets a new program's argument area a moment after exec has let the parent go on
+    deadline = time.monotonic() + 10
+    while str(named).encode() not in Path(f"/proc/{namer.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the child never showed its command line"
+        time.sleep(0.01)
     try:
         with open(mapped / "disk.qcow2", "rb") as f:
             view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)   # mapped after its fd is closed

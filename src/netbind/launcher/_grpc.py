@@ -148,15 +148,17 @@ class Channel:
             self.connect(timeout)
             call = _Call(self._sock, self._conn, deadline)
             return call.run(self._authority, method.encode(), request)
-        except h2.exceptions.ProtocolError as exc:
-            self.close()
-            raise CallError(INTERNAL, f'connection error: desc = "transport: {exc}"') from None
-        except CallError as exc:
-            if exc.code in (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED, CANCELLED):
+        except (h2.exceptions.ProtocolError, CallError) as exc:
+            failure = exc if isinstance(exc, CallError) else CallError(
+                INTERNAL, f'connection error: desc = "transport: {exc}"')
+            if failure.code in (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED, CANCELLED):
                 self.close()   # the connection's state is not known: the next call dials again
-            if reused and exc.code == UNAVAILABLE and call is not None and not call.headers:
+            # the kept connection died under us (EOF, or its old GOAWAY read as a protocol error)
+            # before the server answered: it never saw the call
+            # (a real fault shows again on the new connection)
+            if reused and failure.code in (UNAVAILABLE, INTERNAL) and call is not None and not call.headers:
                 return self.call(method, request, max(0.0, deadline - time.monotonic()))
-            raise
+            raise failure from None
 
 
 class _Call:
@@ -169,6 +171,7 @@ class _Call:
         self.trailers: dict[bytes, bytes] | None = None
         self.body = bytearray()
         self.ended = False
+        self.peer_gone = False   # our writes fail: only reading is left
 
     def run(self, authority: bytes, path: bytes, request: bytes) -> bytes:
         remaining = self.deadline - time.monotonic()
@@ -200,7 +203,7 @@ class _Call:
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
+        if data and not self.peer_gone:
             self.sock.settimeout(max(0.001, self.deadline - time.monotonic()))
             try:
                 self.sock.sendall(data)
@@ -208,7 +211,10 @@ class _Call:
                 raise CallError(DEADLINE_EXCEEDED, "context deadline exceeded") from None
             except OSError as exc:
                 if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                    raise CallError(UNAVAILABLE, "error reading from server: EOF") from None
+                    # the server hung up (a sidecar does right after its Shutdown reply): what it
+                    # sent before may still be unread here, so reading decides, up to the EOF
+                    self.peer_gone = True
+                    return
                 raise CallError(UNAVAILABLE, f"connection error: desc = \"transport: {exc.strerror}\"") from None
 
     def _read(self) -> None:
@@ -230,7 +236,7 @@ class _Call:
             raise CallError(INTERNAL, f"connection error: desc = \"transport: {exc}\"") from None
         for event in events:
             self._event(event)
-        self._flush()
+        self._flush()   # acknowledgements (SETTINGS, WINDOW_UPDATE)
 
     def _event(self, event) -> None:
         if isinstance(event, h2.events.ConnectionTerminated):
