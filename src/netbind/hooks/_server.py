@@ -16,8 +16,6 @@ from netbind.hooks._app import PLUGIN_API_VERSION, App, HookError, InvalidInput,
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-INFO_PATH = "/kubevirt.hooks.info.Info/Info"
-MUTATE_DOMAIN_PATH = "/kubevirt.hooks.plugins.v1alpha1.DomainHookService/MutateDomain"
 DOMAIN_TYPE = "libvirt"  # the only domain_type KubeVirt's launcher sends
 
 
@@ -56,9 +54,9 @@ def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
             raise _status(exc) from None
         return _wire.encode_mutate_domain_response(out)
 
-    methods = {INFO_PATH: _grpc.Method(answer_info, inline=True), MUTATE_DOMAIN_PATH: _grpc.Method(mutate_domain)}
+    methods = {_wire.INFO_PATH: _grpc.Method(answer_info, inline=True),
+               _wire.MUTATE_DOMAIN_PATH: _grpc.Method(mutate_domain)}
     for version in ("v1alpha1", "v1alpha2", "v1alpha3"):
-        service = f"/kubevirt.hooks.{version}.Callbacks/"
 
         def on_define_domain(request: bytes, version=version) -> bytes:
             domain_xml, vmi = _decoded(_wire.decode_on_define_domain_params, request)
@@ -67,7 +65,7 @@ def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
             except Exception as exc:
                 raise _status(exc) from None
 
-        methods[service + "OnDefineDomain"] = _grpc.Method(on_define_domain)
+        methods[_wire.callbacks_path(version, "OnDefineDomain")] = _grpc.Method(on_define_domain)
         if version == "v1alpha1":
             continue
 
@@ -79,7 +77,7 @@ def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
                 raise _status(exc) from None
             return _wire.encode_pre_cloud_init_iso_result(out, _legacy_source(out))
 
-        methods[service + "PreCloudInitIso"] = _grpc.Method(pre_cloud_init_iso)
+        methods[_wire.callbacks_path(version, "PreCloudInitIso")] = _grpc.Method(pre_cloud_init_iso)
         if version == "v1alpha3":
             def shutdown(request: bytes) -> bytes:
                 _decoded(_wire.check_message, request)
@@ -87,7 +85,7 @@ def _methods(server: "SidecarServer") -> dict[str, _grpc.Method]:
                 return b""
 
             # reply first, then stop: the stop lets the reply (and any call in flight) finish
-            methods[service + "Shutdown"] = _grpc.Method(
+            methods[_wire.callbacks_path(version, "Shutdown")] = _grpc.Method(
                 shutdown, inline=True, after_reply=lambda: server.request_stop("Shutdown RPC"))
     return methods
 
