@@ -120,6 +120,12 @@ while :; do
   if [ $(now | cut -d. -f1) -ge $deadline ]; then say "WARN no-lease ifaces=$(echo $pending | tr ' ' ,)"; break; fi
   sleep 0.1
 done
+# The carrier watch's baseline is taken before READY: a link change made as soon as READY is seen
+# (a test's, or a migration's link refresh) then counts as a change, however slowly TCG runs on
+for i in $all; do
+  read c < /sys/class/net/$i/carrier; echo $c > /run/nb/carrier-$i
+  read n < /sys/class/net/$i/carrier_changes; echo $n > /run/nb/changes-$i
+done
 say "READY uptime=$(now) ifaces=$(echo $all | tr ' ' ,)"
 if [ -n "$echo_port" ]; then nc -ll -p $echo_port -e cat & say "ECHO port=$echo_port"; fi
 if [ -n "$probe" ]; then
@@ -132,10 +138,6 @@ fi
 # sets it up; the guest answers with a fresh DHCP exchange from INIT (DISCOVER), as
 # systemd-networkd and NetworkManager do. The kernel's carrier_changes counter catches a flap
 # shorter than the poll interval (only the final carrier state would be seen otherwise).
-for i in $all; do
-  read c < /sys/class/net/$i/carrier; echo $c > /run/nb/carrier-$i
-  read n < /sys/class/net/$i/carrier_changes; echo $n > /run/nb/changes-$i
-done
 while :; do
   for i in $all; do
     read c < /sys/class/net/$i/carrier || c=0
