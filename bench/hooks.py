@@ -36,7 +36,8 @@ from pathlib import Path
 from netbind.launcher.hooks import HookManager, RPCError, query_info
 
 ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "oracle" / "passt-sidecar"
-SIDECAR = [sys.executable, "-m", "netbind.plugins.passt.sidecar", "--socket", "{socket}"]
+# The console script the passt image runs as its entrypoint (`-m` would compile the module afresh)
+SIDECAR = [str(Path(sys.executable).parent / "netbind-passt-sidecar"), "--socket", "{socket}"]
 # The SDK's server with a define step that returns its input untouched: the transport floor.
 ECHO_NEW = [sys.executable, "-c", """
 import sys
