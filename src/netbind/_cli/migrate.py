@@ -37,8 +37,8 @@ def migrate(name, wait, timeout, output, images_file):
         except ImageMapError as exc:
             from netbind._cli.common import BadInput
             raise BadInput(str(exc)) from None
-    console = _console()
-    progress = _RichProgress(console) if output == "text" else None
+    console = _console() if output == "text" else None
+    progress = _RichProgress(console) if console is not None else None
     try:
         with terminates_like_ctrl_c():
             result = migration.migrate(name, MigrateOptions(images=images, wait=wait, wait_timeout=timeout),

@@ -8,6 +8,7 @@ what is missing for that native path and what the runtime substitutes instead.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -76,11 +77,48 @@ def _kvm() -> tuple[bool, str]:
     return True, "KVM"
 
 
+def _identity(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _binary_facts(libvirtd: str | None, passt: str | None) -> dict:
+    """libvirtd's version and passt's vhost-user support. Each ``up`` needs them, and an exec of
+    libvirtd alone costs ~35 ms: they are kept in the cache, keyed by the binaries' identity
+    (inode, size, times), so an upgrade or a different binary is probed afresh."""
+    key = {"libvirtd": [libvirtd, _identity(libvirtd) if libvirtd else None],
+           "passt": [passt, _identity(passt) if passt else None]}
+    from netbind.node import paths   # (not at import: paths is the runtime's, host is imported alone too)
+
+    cache = paths.cache_dir() / "host-facts.json"
+    try:
+        kept = json.loads(cache.read_text())
+        if kept.get("key") == key:
+            return kept["facts"]
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass
+    libvirt = _version(_run(libvirtd, "--version")) if libvirtd else None
+    facts = {"libvirt": list(libvirt) if libvirt else None,
+             "vhostUser": bool(passt) and "--vhost-user" in _run(passt, "--help")}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        scratch = cache.with_name(f".{cache.name}.{os.getpid()}")
+        scratch.write_text(json.dumps({"key": key, "facts": facts}))
+        scratch.replace(cache)
+    except OSError:
+        pass   # not writable (no root): probed again next time
+    return facts
+
+
 @functools.lru_cache(maxsize=1)
 def detect() -> HostStack:
-    libvirt = _version(_run("libvirtd", "--version")) if shutil.which("libvirtd") else None
     passt = shutil.which("passt")
-    vhost_user = bool(passt) and "--vhost-user" in _run(passt, "--help")
+    facts = _binary_facts(shutil.which("libvirtd"), passt)
+    libvirt = tuple(facts["libvirt"]) if facts["libvirt"] else None
+    vhost_user = facts["vhostUser"]
     kvm, kvm_note = _kvm()
     notes = []
     if libvirt is None:

@@ -683,7 +683,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
             agent, agent_asked = None, 0.0
             while True:
                 console.poll()
-                text, reports = console.text, console.reports
+                reports = console.reports   # (console.text joins all read so far: only where it is used)
                 # your own disk may speak our protocol too (netbind's cloud guest image does)
                 if status.ready(reports):
                     break
@@ -694,7 +694,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                     addressed = agent_addresses(nics, agent) if agent is not None else {}
                     # with cloud-init, its last line: the agent has the address earlier than cloud-init
                     # has run the user data (a migration then would catch the guest mid-configuration)
-                    if user_disk_ready(text, cloud_init_image is not None) or (
+                    if user_disk_ready(console.text, cloud_init_image is not None) or (
                             cloud_init_image is None and addressed and all(addressed.values())):
                         if cloud_init_image is not None:
                             agent = guest_agent_interfaces(state)   # the addresses as they are now
@@ -705,7 +705,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                     also = "" if reporting else (" (and no guest agent answered)" if agent is None else
                                                  " (and the guest agent shows no address on every NIC)")
                     raise UpError(f"the guest printed no {awaited} on its console{also} within {wait_timeout:g} s",
-                                  details="--- console ---\n" + "\n".join(text.splitlines()[-20:]))
+                                  details="--- console ---\n" + "\n".join(console.text.splitlines()[-20:]))
                 time.sleep(0.01 if reporting else 0.2)
             leases = [f"{r.fields.get('iface')} {r.fields.get('ip')}" for r in reports if r.word in ("LEASE", "ADDR")]
             if reporting or status.ready(reports):
@@ -714,7 +714,7 @@ def _up_in_pod(pod, manifests, vmi, config, pod_manifest, annotations, sidecar_c
                 info["detail"] = "guest agent: " + ", ".join(f"{nic} {' '.join(ips) or 'no address'}"
                                                               for nic, ips in agent_addresses(nics, agent).items())
             else:
-                info["detail"] = (user_disk_ready(text, cloud_init_image is not None) or ", ".join(leases)) \
+                info["detail"] = (user_disk_ready(console.text, cloud_init_image is not None) or ", ".join(leases)) \
                     + " (no guest agent answered)"
         state["phases"] = clock.phases
         (pod.names.directory / STATE_FILE).write_text(json.dumps(state, indent=1))

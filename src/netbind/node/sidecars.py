@@ -102,6 +102,15 @@ def choose_all(pod_containers: Sequence[Mapping[str, Any]], images: ImageMap, mo
     mode = mode_of(mode)
     unavailable = _podman.unavailable() if mode != "process" else None
     known: dict[str, bool] = {}
+    if mode != "process" and not unavailable:
+        # each lookup is a podman exec (~50 ms): every one a choice may need, at once
+        candidates = {c["image"] for c in pod_containers}
+        candidates |= {m[0] for m in map(images.sidecar_image, list(candidates)) if m}
+        if len(candidates) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(len(candidates), 4)) as pool:
+                known.update(zip(candidates, pool.map(_podman.image_exists, candidates)))
 
     def present(ref: str) -> bool:
         if ref not in known:
