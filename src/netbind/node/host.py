@@ -15,6 +15,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from netbind.node import paths
+
 NATIVE_LIBVIRT = (11, 0, 0)
 
 
@@ -91,8 +93,6 @@ def _binary_facts(libvirtd: str | None, passt: str | None) -> dict:
     (inode, size, times), so an upgrade or a different binary is probed afresh."""
     key = {"libvirtd": [libvirtd, _identity(libvirtd) if libvirtd else None],
            "passt": [passt, _identity(passt) if passt else None]}
-    from netbind.node import paths   # (not at import: paths is the runtime's, host is imported alone too)
-
     cache = paths.cache_dir() / "host-facts.json"
     try:
         kept = json.loads(cache.read_text())
@@ -103,13 +103,16 @@ def _binary_facts(libvirtd: str | None, passt: str | None) -> dict:
     libvirt = _version(_run(libvirtd, "--version")) if libvirtd else None
     facts = {"libvirt": list(libvirt) if libvirt else None,
              "vhostUser": bool(passt) and "--vhost-user" in _run(passt, "--help")}
+    scratch = cache.with_name(f".{cache.name}.{os.getpid()}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        scratch = cache.with_name(f".{cache.name}.{os.getpid()}")
         scratch.write_text(json.dumps({"key": key, "facts": facts}))
         scratch.replace(cache)
-    except OSError:
-        pass   # not writable (no root): probed again next time
+    except OSError:   # not writable (no root, disk full): probed again next time
+        try:
+            scratch.unlink(missing_ok=True)
+        except OSError:
+            pass
     return facts
 
 
